@@ -1,0 +1,49 @@
+# Two commands: `make demo` (whole pipeline on the bundled sample) and `make test` (the test suite).
+# Both create .venv on first use; nothing needs installing by hand.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PYTHONPATH := $(CURDIR)/src
+
+DEMO_STORE := input/demo_store
+DEMO_RUN := outputs/demo
+
+.PHONY: setup test test-fast demo chromium lint bench clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip >/dev/null
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+# Debian's Chromium for the real-browser tests (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; } \
+	  || echo "warning: could not install chromium; browser tests will be skipped"
+
+test: setup chromium
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+lint: setup
+	$(BIN)/ruff check src tools tests
+
+demo: setup
+	$(BIN)/python tools/demo.py --store $(DEMO_STORE) --run $(DEMO_RUN)
+
+bench: setup
+	$(BIN)/python tools/bench.py all
+
+clean-demo:
+	rm -rf $(DEMO_STORE) $(DEMO_RUN) submissions/demo*.csv

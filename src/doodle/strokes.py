@@ -1,0 +1,329 @@
+"""Drawings as flat arrays: parse, validate and simplify every format users have.
+
+A `Drawing` holds all points of all strokes in one array plus the stroke boundaries, which is what the
+rasteriser, the store and the sequence model all want. Formats read here:
+
+* Kaggle CSV `drawing` field: ``[[[x...], [y...]], ...]`` (simplified, integers 0..255);
+* Google ndjson records, simplified (two arrays per stroke) or raw (x, y, t in ms, canvas pixels);
+* the drawing page's canvas (fabric.js paths), converted to raw strokes.
+
+Raw strokes become simplified ones exactly as Google documents it (`simplify_raw`), keeping the time of
+each kept point. Every failure is a `DrawingError` with a short machine-readable `reason`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that keep a hostile or broken drawing from eating memory or time."""
+
+    max_strokes: int = 1000
+    max_points: int = 30000
+    max_chars: int = 2_000_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class DrawingError(ValueError):
+    """A drawing that cannot be used; `reason` is a short code written to rejects files."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """All points of a drawing: `xy` (P, 2) float32, `ends` (S,) int64 cumulative stroke ends, `t` (P,) ms or None."""
+
+    xy: np.ndarray
+    ends: np.ndarray
+    t: np.ndarray | None = None
+
+    @property
+    def n_strokes(self) -> int:
+        return len(self.ends)
+
+    @property
+    def n_points(self) -> int:
+        return len(self.xy)
+
+    def strokes(self) -> list[tuple[np.ndarray, ...]]:
+        """The drawing as a list of `(xs, ys)` or `(xs, ys, ts)` arrays, one per stroke."""
+        starts = np.concatenate([[0], self.ends[:-1]])
+        out = []
+        for a, b in zip(starts, self.ends, strict=True):
+            seg = (self.xy[a:b, 0], self.xy[a:b, 1])
+            out.append(seg + ((self.t[a:b],) if self.t is not None else ()))
+        return out
+
+    def to_lists(self) -> list[list[list[int]]]:
+        """Google/Kaggle nested-list form with integer coordinates (and times when present)."""
+        return [[np.rint(a).astype(np.int64).tolist() for a in s] for s in self.strokes()]
+
+
+def from_strokes(strokes: Sequence, limits: Limits = DEFAULT_LIMITS) -> Drawing:
+    """Build a Drawing from `[(xs, ys[, ts]), ...]`; validates lengths, finiteness and limits."""
+    if not isinstance(strokes, (list, tuple)):
+        raise DrawingError("bad_structure", "a drawing must be a list of strokes")
+    if len(strokes) > limits.max_strokes:
+        raise DrawingError("too_many_strokes", f"{len(strokes)} > {limits.max_strokes}")
+    arrays, n_arrays, total = [], None, 0
+    for i, stroke in enumerate(strokes):
+        if not isinstance(stroke, (list, tuple)) or len(stroke) not in (2, 3):
+            raise DrawingError("bad_structure", f"stroke {i} must be [xs, ys] or [xs, ys, ts]")
+        if n_arrays is not None and len(stroke) != n_arrays:
+            raise DrawingError("bad_structure", f"stroke {i} mixes timed and untimed arrays")
+        n_arrays = len(stroke)
+        try:
+            cols = [np.asarray(a, dtype=np.float64) for a in stroke]
+        except (TypeError, ValueError, OverflowError) as e:
+            raise DrawingError("bad_number", f"stroke {i}: {e}") from None
+        if any(c.ndim != 1 for c in cols):
+            raise DrawingError("bad_structure", f"stroke {i}: coordinates must be flat lists")
+        if len({len(c) for c in cols}) != 1:
+            raise DrawingError("length_mismatch", f"stroke {i}: x/y/t have lengths {[len(c) for c in cols]}")
+        if len(cols[0]) == 0:
+            continue  # an empty stroke carries nothing; the drawing is judged on the rest
+        total += len(cols[0])
+        if total > limits.max_points:
+            raise DrawingError("too_many_points", f"more than {limits.max_points} points")
+        arrays.append(cols)
+    if not arrays:
+        raise DrawingError("empty_drawing", "no points")
+    stacked = [np.concatenate([a[k] for a in arrays]) for k in range(n_arrays)]
+    if not all(np.isfinite(c).all() for c in stacked):
+        raise DrawingError("bad_number", "NaN or infinite coordinate")
+    ends = np.cumsum([len(a[0]) for a in arrays]).astype(np.int64)
+    xy = np.stack(stacked[:2], axis=1)
+    if np.abs(xy).max() > 1e7:
+        raise DrawingError("out_of_range", "coordinate beyond 1e7")
+    t = stacked[2].astype(np.float64) if n_arrays == 3 else None
+    return Drawing(xy.astype(np.float32), ends, t)
+
+
+def check_simplified(d: Drawing) -> Drawing:
+    """Simplified drawings live on the integer 0..255 grid."""
+    if d.xy.min() < 0 or d.xy.max() > 255:
+        raise DrawingError("out_of_range", f"coordinates span {d.xy.min():g}..{d.xy.max():g}, not 0..255")
+    if not np.array_equal(d.xy, np.rint(d.xy)):
+        raise DrawingError("bad_number", "simplified coordinates must be integers")
+    return d
+
+
+def _loads(text: str | bytes, limits: Limits):
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DrawingError("bad_encoding", str(e)) from None
+    if not isinstance(text, str):
+        raise DrawingError("bad_json", f"expected text, got {type(text).__name__}")
+    if len(text) > limits.max_chars:
+        raise DrawingError("too_large", f"{len(text)} characters > {limits.max_chars}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise DrawingError("bad_json", str(e)[:80]) from None
+
+
+def parse_kaggle_drawing(text: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Drawing:
+    """A Kaggle CSV `drawing` field (simplified strokes) -> Drawing. Raises DrawingError."""
+    obj = _loads(text, limits)
+    d = from_strokes(obj, limits)
+    if d.t is not None:
+        raise DrawingError("bad_structure", "Kaggle simplified strokes have two arrays, found three")
+    return check_simplified(d)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled (or unlabelled) drawing with Google's metadata."""
+
+    key_id: int
+    word: str | None
+    drawing: Drawing
+    countrycode: str = ""
+    recognized: bool | None = None
+    timestamp: str = ""
+    raw: bool = False
+
+
+def parse_key_id(value) -> int:
+    """Google/Kaggle key_id: a non-negative integer of at most 19 digits (string or number)."""
+    if isinstance(value, bool):
+        raise DrawingError("bad_key_id", repr(value)[:40])
+    s = str(value).strip()
+    if not s.isdigit() or len(s) > 19 or int(s) >= 2**63:
+        raise DrawingError("bad_key_id", repr(value)[:40])
+    return int(s)
+
+
+def parse_ndjson_line(line: str | bytes, limits: Limits = DEFAULT_LIMITS, simplify: bool = True) -> Record:
+    """One Google ndjson line (simplified or raw) -> Record; raw drawings are simplified when asked."""
+    obj = _loads(line, limits)
+    if not isinstance(obj, dict):
+        raise DrawingError("bad_structure", "an ndjson line must be a JSON object")
+    if "drawing" not in obj:
+        raise DrawingError("missing_field", "drawing")
+    key_id = parse_key_id(obj.get("key_id", ""))
+    word = obj.get("word")
+    if word is not None and not isinstance(word, str):
+        raise DrawingError("bad_word", repr(word)[:40])
+    d = from_strokes(obj["drawing"], limits)
+    raw = d.t is not None
+    if raw and simplify:
+        d = simplify_raw(d)
+    elif not raw:
+        check_simplified(d)
+    rec = obj.get("recognized")
+    return Record(key_id, word, d, str(obj.get("countrycode", "") or ""),
+                  rec if isinstance(rec, bool) else None, str(obj.get("timestamp", "") or ""), raw)
+
+
+def _resample(xy: np.ndarray, t: np.ndarray, spacing: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Points every `spacing` pixels along a polyline (plus its last point), times interpolated."""
+    if len(xy) < 2:
+        return xy, t
+    seg = np.hypot(*np.diff(xy, axis=0).T)
+    dist = np.concatenate([[0.0], np.cumsum(seg)])
+    if dist[-1] == 0:
+        return xy, t  # a dot: Google keeps its points as they are
+    at = np.arange(0.0, dist[-1], spacing)
+    if dist[-1] - at[-1] > 1e-9:
+        at = np.append(at, dist[-1])
+    # np.interp needs increasing xp: drop repeated points (zero-length segments) first
+    keep = np.concatenate([[True], seg > 0])
+    d = dist[keep]
+    out = np.stack([np.interp(at, d, xy[keep, 0]), np.interp(at, d, xy[keep, 1])], axis=1)
+    return out, np.interp(at, d, t[keep])
+
+
+def rdp_indices(pts: np.ndarray, epsilon: float) -> np.ndarray:
+    """Indices kept by the classic Ramer-Douglas-Peucker split (first/last kept, split at the farthest point).
+
+    Not cv2.approxPolyDP: on the shared data Google's own simplification matches this classic split for 91%
+    of drawings and approxPolyDP's variant for 14%. Iterative, so a long stroke cannot hit the recursion limit.
+    """
+    n = len(pts)
+    if n < 3:
+        return np.arange(n)
+    keep = np.zeros(n, dtype=bool)
+    keep[[0, n - 1]] = True
+    stack = [(0, n - 1)]
+    while stack:
+        a, b = stack.pop()
+        if b - a < 2:
+            continue
+        seg = pts[a + 1 : b]
+        d = pts[b] - pts[a]
+        norm = math.hypot(d[0], d[1])
+        if norm == 0:
+            dist = np.hypot(seg[:, 0] - pts[a, 0], seg[:, 1] - pts[a, 1])
+        else:
+            dist = np.abs(d[0] * (seg[:, 1] - pts[a, 1]) - d[1] * (seg[:, 0] - pts[a, 0])) / norm
+        i = int(np.argmax(dist))
+        if dist[i] > epsilon:
+            keep[a + 1 + i] = True
+            stack += [(a, a + 1 + i), (a + 1 + i, b)]
+    return np.flatnonzero(keep)
+
+
+def simplify_raw(d: Drawing, epsilon: float = 2.0) -> Drawing:
+    """Google's simplification: align top-left, scale to 0..255, resample at 1 px, RDP(epsilon), round.
+
+    The time of each kept point is kept (ms since the drawing's first point), so time channels still work.
+    """
+    xy = d.xy.astype(np.float64)
+    xy = xy - xy.min(axis=0)
+    extent = xy.max()
+    if extent > 0:
+        xy *= 255.0 / extent
+    t = d.t if d.t is not None else np.zeros(len(xy))
+    t = t - t.min()
+    starts = np.concatenate([[0], d.ends[:-1]])
+    out_xy, out_t, ends = [], [], []
+    for a, b in zip(starts, d.ends, strict=True):
+        pts, ts = _resample(xy[a:b], t[a:b])
+        if len(pts) > 2:
+            idx = rdp_indices(pts, epsilon)
+            pts, ts = pts[idx], ts[idx]
+        out_xy.append(np.rint(pts))
+        out_t.append(ts)
+        ends.append(len(pts))
+    xy_out = np.clip(np.concatenate(out_xy), 0, 255).astype(np.float32)
+    t_out = np.rint(np.concatenate(out_t)) if d.t is not None else None
+    return Drawing(xy_out, np.cumsum(ends).astype(np.int64), t_out)
+
+
+_CANVAS_SAMPLES_PER_CURVE = 8
+
+
+def _path_points(path: list) -> list[tuple[float, float]]:
+    """fabric.js path commands (M, L, Q) -> polyline points; quadratic curves are sampled."""
+    pts: list[tuple[float, float]] = []
+    for cmd in path:
+        if not isinstance(cmd, (list, tuple)) or not cmd or not isinstance(cmd[0], str):
+            raise DrawingError("bad_structure", "a canvas path command must be [letter, numbers...]")
+        op, args = cmd[0].upper(), cmd[1:]
+        try:
+            nums = [float(a) for a in args]
+        except (TypeError, ValueError):
+            raise DrawingError("bad_number", f"canvas command {op}") from None
+        if op in ("M", "L") and len(nums) == 2:
+            pts.append((nums[0], nums[1]))
+        elif op == "Q" and len(nums) == 4 and pts:
+            (x0, y0), (cx, cy, x1, y1) = pts[-1], nums
+            for k in range(1, _CANVAS_SAMPLES_PER_CURVE + 1):
+                u = k / _CANVAS_SAMPLES_PER_CURVE
+                pts.append(((1 - u) ** 2 * x0 + 2 * (1 - u) * u * cx + u * u * x1,
+                            (1 - u) ** 2 * y0 + 2 * (1 - u) * u * cy + u * u * y1))
+        else:
+            raise DrawingError("bad_structure", f"unsupported canvas command {op} with {len(nums)} numbers")
+    return pts
+
+
+def parse_canvas(data, limits: Limits = DEFAULT_LIMITS, times: Sequence[float] | None = None) -> Drawing:
+    """The drawing page's canvas JSON (fabric.js objects) -> raw Drawing in canvas pixels.
+
+    Each `path` object is one stroke, in the order it was drawn. The canvas records no time, so the page
+    passes `times` (ms at which each stroke arrived); points inside a stroke are spread evenly between the
+    stroke's arrival and the next one's, which keeps stroke order and pace as the time channels expect.
+    """
+    if isinstance(data, (str, bytes)):
+        data = _loads(data, limits)
+    if not isinstance(data, dict):
+        raise DrawingError("bad_structure", "canvas data must be a JSON object")
+    objects = data.get("objects", [])
+    if not isinstance(objects, list):
+        raise DrawingError("bad_structure", "canvas 'objects' must be a list")
+    paths = [o for o in objects if isinstance(o, dict) and o.get("type") == "path"]
+    if len(paths) > limits.max_strokes:
+        raise DrawingError("too_many_strokes", f"{len(paths)} > {limits.max_strokes}")
+    strokes = []
+    for k, obj in enumerate(paths):
+        pts = _path_points(obj.get("path") or [])
+        if not pts:
+            continue
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        t0 = float(times[k]) if times is not None and k < len(times) else 1000.0 * k
+        t1 = float(times[k + 1]) if times is not None and k + 1 < len(times) else t0 + 10.0 * len(pts)
+        step = max(t1 - t0, 1.0) / max(len(pts), 1)
+        strokes.append([xs, ys, [t0 + step * i for i in range(len(pts))]])
+    return from_strokes(strokes, limits)
+
+
+def bbox_diag(d: Drawing) -> float:
+    """Length of the drawing's bounding-box diagonal (0 for a single point)."""
+    span = d.xy.max(axis=0) - d.xy.min(axis=0)
+    return float(math.hypot(*span))
