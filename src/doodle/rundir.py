@@ -1,0 +1,165 @@
+"""Every path under outputs/<run>/fold<k>/, and checkpoints written atomically and loaded safely.
+
+    outputs/<run>/fold<k>/
+        config.yaml           resolved config + run facts (fold, seed, commit, argv)
+        train.log  metrics.csv  summary.json  quotas.csv
+        tb/                   TensorBoard
+        checkpoints/last.pt   checkpoints/best.pt
+        val_logits.npz        logits (float16), key_id, target, classes: out-of-fold predictions
+        test_logits.npz       logits (float16), key_id, classes
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (corrupt, foreign, unsafe, or for other classes)."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @classmethod
+    def make(cls, out_root: str | Path, name: str, fold: int) -> RunDir:
+        return cls(Path(out_root) / name / f"fold{fold}")
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def quotas(self) -> Path:
+        return self.root / "quotas.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def tb(self) -> Path:
+        return self.root / "tb"
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.ckpt_dir / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.ckpt_dir / "best.pt"
+
+    @property
+    def val_logits(self) -> Path:
+        return self.root / "val_logits.npz"
+
+    @property
+    def test_logits(self) -> Path:
+        return self.root / "test_logits.npz"
+
+    @property
+    def run_name(self) -> str:
+        return self.root.parent.name
+
+    @property
+    def fold(self) -> int:
+        return int(self.root.name.removeprefix("fold"))
+
+    def create(self) -> None:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then os.replace: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """torch.save into memory, then an atomic write (a kill mid-save leaves the old file intact)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+
+
+def load_checkpoint(path: Path, classes: list[str] | None = None) -> dict:
+    """Load with weights_only=True (no code runs); clear errors for missing, corrupt or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"checkpoint {path} refused: it holds objects that are not plain weights "
+                              f"(weights_only loading; {str(e).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or "model" not in state or "classes" not in state:
+        raise CheckpointError(f"checkpoint {path} is not a doodle checkpoint (no model/classes entries)")
+    if classes is not None and list(state["classes"]) != list(classes):
+        raise CheckpointError(f"checkpoint {path} was trained on other classes "
+                              f"({len(state['classes'])} vs {len(classes)} in the config)")
+    return state
+
+
+def save_logits(path: Path, logits: np.ndarray, key_id: np.ndarray, classes: list[str],
+                target: np.ndarray | None = None) -> None:
+    """Logits with their alignment keys and class order (float16 to keep test logits small)."""
+    assert logits.shape == (len(key_id), len(classes)), (logits.shape, len(key_id), len(classes))
+    arrays = {"logits": logits.astype(np.float16), "key_id": np.asarray(key_id, np.int64),
+              "classes": np.array(classes, dtype=str)}
+    if target is not None:
+        arrays["target"] = np.asarray(target, np.int64)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_logits(path: Path) -> dict:
+    """A logits file -> dict(logits float32, key_id, classes list, target or None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"logits file {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {"logits": z["logits"].astype(np.float32), "key_id": z["key_id"],
+                   "classes": [str(c) for c in z["classes"]],
+                   "target": z["target"] if "target" in z.files else None}
+    except (ValueError, KeyError, zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"logits file {path} is unreadable ({e})") from None
+    return out

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Benchmarks, one JSON object per line on stdout.
+
+    python tools/bench.py prepare|raster|loader|train|submission|app|seq|all [--quick] [--data DIR]
+
+Each benchmark lives in tools/benchmarks/<name>.py and exposes `run(args) -> iterator of dicts`.
+Speed ratios are measured against ../shared/bench/naive_baseline.py in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tools"))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+BENCHES = ["prepare", "raster", "loader", "train", "submission", "app", "seq"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="doodle benchmarks (JSON lines)")
+    p.add_argument("bench", choices=BENCHES + ["all"])
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "quickdraw",
+                   help="real Quick Draw drawings (Kaggle CSV + raw ndjson)")
+    p.add_argument("--naive", type=Path, default=ROOT.parent / "shared" / "bench",
+                   help="folder holding naive_baseline.py")
+    p.add_argument("--quick", action="store_true", help="fewer drawings and repeats (smoke run)")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    names = BENCHES if args.bench == "all" else [args.bench]
+    for name in names:
+        mod = importlib.import_module(f"benchmarks.{name}")
+        for row in mod.run(args):
+            print(json.dumps({"bench": row.pop("bench", name), **row}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
