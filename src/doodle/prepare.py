@@ -69,11 +69,20 @@ def find_inputs(src: list[Path], out: Path) -> tuple[list[Path], list[dict]]:
                 continue
             if any((d / "store.json").exists() for d in p.parents) or out.resolve() in p.resolve().parents:
                 continue  # an existing store's own files (rejects.csv...)
-            if p.name in NON_DRAWING_CSV:
-                skipped.append({"file": str(p), "reason": "not a drawing file"})
+            if p.name in NON_DRAWING_CSV or _is_label_file(p):
+                skipped.append({"file": str(p), "reason": "not a drawing file (labels or submission)"})
                 continue
             files.append(p)
     return files, skipped
+
+
+def _is_label_file(path: Path) -> bool:
+    """A `key_id,word` CSV (answers or a submission), found while scanning a folder."""
+    if path.suffix != ".csv":
+        return False
+    with open(path, "rb") as f:
+        head = f.readline().decode("utf-8", "replace").strip().split(",")
+    return head == ["key_id", "word"]
 
 
 def _label(words: list, opts: PrepareOptions, index: dict) -> tuple[np.ndarray, list[str | None]]:

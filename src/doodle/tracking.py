@@ -1,0 +1,74 @@
+"""Per-epoch records of a run: train.log lines, metrics.csv, quotas.csv, TensorBoard, summary.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import torch
+
+from doodle.rundir import RunDir, atomic_write_bytes
+from doodle.training import append_csv
+
+log = logging.getLogger("train")
+
+
+class EpochLog:
+    """Writes only on the main process; `epoch()` returns the metrics row either way."""
+
+    def __init__(self, run: RunDir, classes: list[str], main: bool):
+        self.run, self.classes, self.main = run, classes, main
+        self.tb = None
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(run.tb))
+
+    def images(self, dataset, sampler, n: int = 32) -> None:
+        """A grid of training inputs as the model sees them (first channels as RGB)."""
+        from torchvision.utils import make_grid
+
+        first = next(iter(sampler), None)
+        if not first or self.tb is None:
+            return
+        batch = dataset[first[:n]]
+        if "image" not in batch:
+            return
+        x = batch["image"].permute(0, 3, 1, 2)[:, :3]
+        self.tb.add_image("train/inputs", make_grid(x, nrow=8, pad_value=128), 0)
+
+    def epoch(self, epoch: int, tr: dict, ev: dict, quotas: np.ndarray, acc_c: np.ndarray, spent: float) -> dict:
+        row = {"epoch": epoch, **{k: v for k, v in tr.items() if k != "train/complete"},
+               **{k: ev[k] for k in ("val/loss", "val/map3", "val/acc1")}, "time/seconds": round(spent, 1)}
+        row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
+        top = np.argsort(-quotas)[:3]
+        log.info("epoch %d: loss %.4f acc %.4f | val loss %.4f map3 %.4f acc %.4f | %d img %.0f img/s | "
+                 "quota min %d mean %.0f max %d (%s)", epoch, tr["train/loss"], tr["train/acc1"], ev["val/loss"],
+                 ev["val/map3"], ev["val/acc1"], tr["train/images"],
+                 tr["train/images"] / max(tr["train/seconds"], 1e-9), quotas.min(), quotas.mean(), quotas.max(),
+                 ", ".join(f"{self.classes[i]}={quotas[i]}" for i in top))
+        if not self.main:
+            return row
+        append_csv(self.run.metrics, row)
+        append_csv(self.run.quotas, {"epoch": epoch, **{c: int(q) for c, q in zip(self.classes, quotas, strict=True)}})
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, (int, float)):
+                self.tb.add_scalar(k, v, epoch)
+        self.tb.add_histogram("val/per_class_acc", torch.as_tensor(np.nan_to_num(acc_c)), epoch)
+        self.tb.add_histogram("train/quota", torch.as_tensor(quotas, dtype=torch.float32), epoch)
+        self.tb.flush()
+        self.acc_c = acc_c
+        return row
+
+    def finish(self, best: dict, history: list, spent: float, device, world: int, n_train: int, n_val: int) -> dict:
+        images = int(sum(r["train/images"] for r in history))
+        summary = {"run": str(self.run.root), "fold": self.run.fold, "best_epoch": best["epoch"],
+                   **{k: best[k] for k in ("val/map3", "val/acc1", "val/loss")}, "epochs_run": len(history),
+                   "images_seen": images, "wall_seconds": round(spent, 1),
+                   "train_images_per_second": round(images / max(sum(r["train/seconds"] for r in history), 1e-9), 1),
+                   "device": str(device), "world_size": world, "n_classes": len(self.classes),
+                   "n_train": n_train, "n_val": n_val}
+        atomic_write_bytes(self.run.summary, json.dumps(summary, indent=1).encode())
+        if self.tb:
+            self.tb.close()
+        return summary

@@ -1,0 +1,180 @@
+"""Building blocks the training recipe (src/train.py) calls: devices and DDP, optimiser and schedule,
+checkpoint state, the time budget, and the per-epoch records (metrics.csv, quotas.csv, TensorBoard)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import random
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
+from torch import nn
+
+from doodle.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device_arg: str) -> tuple[Dist, torch.device]:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: join the group (nccl on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    d = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(device_arg, d.local_rank)
+    if world > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return d, device
+
+
+def resolve_device(arg: str, local_rank: int = 0) -> torch.device:
+    if arg == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(arg)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {arg}: CUDA is not available on this machine")
+    return dev
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer.lower() not in ("adamw", "sgd", "adam", "lamb", "lion", "rmsprop", "nadamw", "momentum"):
+        raise ValueError(f"train.optimizer: {t.optimizer!r} not supported (adamw, sgd, adam, lamb, lion, ...)")
+    kwargs = {"momentum": t.momentum} if t.optimizer.lower() in ("sgd", "momentum", "rmsprop") else {}
+    return create_optimizer_v2(model, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, **kwargs)
+
+
+class ConstantScheduler:
+    """Same interface as timm's schedulers (step(t), state_dict) with an optional linear warmup."""
+
+    def __init__(self, optimizer, lr: float, warmup_t: float = 0.0):
+        self.optimizer, self.lr, self.warmup_t = optimizer, lr, warmup_t
+
+    def step(self, t: float) -> None:
+        lr = self.lr * min(1.0, (t + 1e-9) / self.warmup_t) if self.warmup_t > 0 else self.lr
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def build_scheduler(cfg: Config, optimizer):
+    """timm schedulers driven by a fractional epoch position (`.step(epoch + i / steps)`)."""
+    t = cfg.train
+    warm = {"warmup_t": t.warmup_epochs, "warmup_lr_init": t.lr * 0.01, "t_in_epochs": True}
+    if t.scheduler == "cosine":
+        return CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.lr * 0.01, **warm)
+    if t.scheduler == "step":
+        return MultiStepLRScheduler(optimizer, decay_t=t.step_epochs or [int(t.epochs * 0.7)],
+                                    decay_rate=t.step_gamma, **warm)
+    if t.scheduler == "constant":
+        return ConstantScheduler(optimizer, t.lr, t.warmup_epochs)
+    raise ValueError(f"train.scheduler: {t.scheduler!r} not one of cosine, step, constant")
+
+
+class Budget:
+    """Wall-clock budget (`train.max_minutes`); also tells the schedule how far along time is."""
+
+    def __init__(self, minutes: float, already_spent: float = 0.0):
+        self.seconds = minutes * 60.0
+        self.start = time.monotonic() - already_spent
+
+    @property
+    def spent(self) -> float:
+        return time.monotonic() - self.start
+
+    def over(self) -> bool:
+        return self.seconds > 0 and self.spent >= self.seconds
+
+    def fraction(self) -> float:
+        return min(1.0, self.spent / self.seconds) if self.seconds > 0 else 0.0
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].astype(np.int64),
+            "python": repr(random.getstate())}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def append_csv(path: Path, row: dict) -> None:
+    """One row per epoch; the header is written with the first row."""
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def truncate_csv(path: Path, epochs_kept: int) -> None:
+    """On resume, drop rows of epochs after the checkpoint (they will be run again)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    fields = list(rows[0])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(r for r in rows if int(r["epoch"]) < epochs_kept)
+
+
+def gather_eval(out: dict, d: Dist) -> dict:
+    """Concatenate every rank's validation arrays (each rank validated a disjoint shard)."""
+    if not d.enabled:
+        return out
+    parts = [None] * d.world
+    dist.all_gather_object(parts, {k: out[k] for k in ("logits", "key_id", "target")})
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("logits", "key_id", "target")}

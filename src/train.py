@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Train one fold: `python src/train.py --cfg configs/r18_boost.yaml --fold 0 [--set train.epochs=3]`.
+
+Several GPUs or machines: `torchrun --nproc_per_node 4 src/train.py --cfg ... --fold 0`.
+The run folder outputs/<config name>/fold<k>/ gets the resolved config, logs, metrics, checkpoints and
+validation logits; `--resume` continues a killed run from checkpoints/last.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from doodle import cli  # noqa: E402
+from doodle.config import Config, load_config, save_config  # noqa: E402
+from doodle.data import (  # noqa: E402
+    BatchDataset,
+    QuotaSampler,
+    boosted_quotas,
+    fixed_batches,
+    make_loader,
+    make_split,
+    raster_spec,  # noqa: E402
+)
+from doodle.engine import TrainState, evaluate, resolve_precision, train_one_epoch, val_metrics  # noqa: E402
+from doodle.metrics import per_class_accuracy  # noqa: E402
+from doodle.models import build_model, input_kind_of  # noqa: E402
+from doodle.rundir import RunDir, load_checkpoint, save_checkpoint, save_logits  # noqa: E402
+from doodle.store import Store  # noqa: E402
+from doodle.tracking import EpochLog  # noqa: E402
+from doodle.training import (  # noqa: E402
+    Budget,
+    build_optimizer,
+    build_scheduler,
+    gather_eval,
+    git_commit,
+    init_distributed,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    truncate_csv,
+)
+
+log = logging.getLogger("train")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="train one fold of a doodle config")
+    p.add_argument("--cfg", required=True, type=Path, help="configs/<name>.yaml")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    p.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--out", type=Path, default=Path("outputs"), help="outputs root")
+    p.add_argument("--name", default=None, help="run name (default: the config's name / file stem)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return cli.add_debug_flag(p).parse_args(argv)
+
+
+def prepare_run_dir(run: RunDir, args, main: bool) -> None:
+    if run.last.exists() and not (args.resume or args.overwrite):
+        raise cli.UserError(f"{run.root} already holds a run; use --resume to continue or --overwrite")
+    if args.resume and not run.last.exists():
+        raise cli.UserError(f"--resume: no checkpoint at {run.last}")
+    if main and args.overwrite and run.root.exists() and not args.resume:
+        shutil.rmtree(run.root)
+    if main:
+        try:
+            run.create()
+        except OSError as e:
+            raise cli.UserError(f"cannot create run folder {run.root}: {e.strerror}") from None
+
+
+def build(cfg: Config, args, store: Store, split, device, d):
+    """Model, loaders and training state."""
+    kind = input_kind_of(cfg)
+    spec = raster_spec(cfg)
+    n_cls = len(split.classes)
+    model = build_model(cfg, n_cls, spec.channels).to(device)
+    channels_last = cfg.train.channels_last and kind == "image" and device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    precision = resolve_precision(cfg.train.amp, device)
+    optimizer = build_optimizer(cfg, model)
+    ema = None
+    if cfg.train.ema:
+        from timm.utils import ModelEmaV3
+        ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
+    scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
+    state = TrainState(optimizer, build_scheduler(cfg, optimizer), scaler, precision, ema,
+                       cfg.train.accum_steps, cfg.train.grad_clip, cfg.train.label_smoothing, channels_last)
+    targets = split.targets(store, split.train_idx)
+    sampler = QuotaSampler(split.train_idx, targets, n_cls, np.full(n_cls, cfg.data.per_class),
+                           cfg.train.batch_size, args.seed, d.rank, d.world)
+    train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
+    train_loader = make_loader(train_ds, sampler, cfg.data.num_workers, args.seed)
+    val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
+    flips = [False, True] if cfg.val.tta == "flip" else [False]
+    val_loaders = [make_loader(BatchDataset(store, split, cfg, kind, flip=f), val_batches,
+                               cfg.data.num_workers) for f in flips]
+    return model, state, sampler, train_loader, val_loaders, train_ds
+
+
+def checkpoint_state(model, state: TrainState, epoch: int, quotas, best, history, classes, cfg, spent) -> dict:
+    inner = getattr(model, "module", model)
+    inner = getattr(inner, "_orig_mod", inner)
+    return {"model": inner.state_dict(), "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "scaler": state.scaler.state_dict() if state.scaler else None,
+            "ema": state.ema.module.state_dict() if state.ema else None, "epoch": epoch,
+            "quotas": torch.as_tensor(quotas), "best": best, "history": history, "rng": rng_state(),
+            "classes": classes, "config": cfg.to_dict(), "seconds": spent}
+
+
+def restore(ckpt: dict, model, state: TrainState) -> None:
+    model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    if state.scaler and ckpt["scaler"]:
+        state.scaler.load_state_dict(ckpt["scaler"])
+    if state.ema and ckpt["ema"]:
+        state.ema.module.load_state_dict(ckpt["ema"])
+    set_rng_state(ckpt["rng"])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.cfg, args.set)
+    if args.name:
+        cfg.name = args.name
+    d, device = init_distributed(args.device)
+    run = RunDir.make(args.out, cfg.name, args.fold)
+    prepare_run_dir(run, args, d.main)
+    cli.setup_logging(logfile=str(run.log) if d.main else None)
+    seed_everything(args.seed, cfg.train.deterministic)
+    store = Store(cfg.data.store)
+    split = make_split(store, cfg, args.fold)
+    model, state, sampler, train_loader, val_loaders, train_ds = build(cfg, args, store, split, device, d)
+    n_cls = len(split.classes)
+    quotas, best, history, start, spent = np.full(n_cls, cfg.data.per_class), None, [], 0, 0.0
+    if args.resume:
+        ckpt = load_checkpoint(run.last, split.classes)
+        restore(ckpt, model, state)
+        quotas, best, history = ckpt["quotas"].numpy(), ckpt["best"], ckpt["history"]
+        start, spent = ckpt["epoch"], ckpt["seconds"]
+        for f in (run.metrics, run.quotas):
+            truncate_csv(f, start)
+        log.info("resumed %s at epoch %d", run.last, start)
+    if d.main:
+        save_config(cfg, run.config, {"fold": args.fold, "seed": args.seed, "commit": git_commit(),
+                                      "argv": sys.argv, "device": str(device), "world_size": d.world,
+                                      "store_classes": len(store.classes)})
+    train_model = torch.compile(model) if cfg.train.compile else model
+    if d.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    budget = Budget(cfg.train.max_minutes, spent)
+    epochs = cfg.train.epochs
+
+    def schedule_pos(e: float) -> float:
+        return max(e, budget.fraction() * epochs) if budget.seconds > 0 else e
+
+    tracker = EpochLog(run, split.classes, d.main)
+    if d.main and start == 0:
+        tracker.images(train_ds, sampler)
+    log.info("run %s: %d classes, %d train / %d val drawings, device %s x%d, model %s",
+             run.root, n_cls, len(split.train_idx), len(split.val_idx), device, d.world, cfg.model.name)
+    for epoch in range(start, epochs):
+        sampler.set_epoch(epoch, quotas)
+        tr = train_one_epoch(train_model, train_loader, state, device, epoch, schedule_pos, budget.over,
+                             progress=not args.no_progress and d.main)
+        eval_model = state.ema.module if state.ema else model
+        ev = gather_eval(evaluate(eval_model, val_loaders, device, state.precision, state.channels_last,
+                                  progress=not args.no_progress and d.main), d)
+        ev.update(val_metrics(ev["logits"], ev["target"]))
+        acc_c = per_class_accuracy(ev["logits"], ev["target"], n_cls)
+        row = tracker.epoch(epoch, tr, ev, quotas, acc_c, budget.spent)
+        history.append(row)
+        if best is None or row["val/map3"] > best["val/map3"]:
+            best = {k: row[k] for k in ("epoch", "val/map3", "val/acc1", "val/loss")}
+            if d.main:
+                save_logits(run.val_logits, ev["logits"], ev["key_id"], split.classes, ev["target"])
+                save_checkpoint({"model": eval_model.state_dict(), "classes": split.classes,
+                                 "config": cfg.to_dict(), "epoch": epoch, "metrics": best,
+                                 "per_class_acc": torch.as_tensor(acc_c)}, run.best)
+        if cfg.train.boost:
+            quotas = boosted_quotas(cfg.data.per_class, acc_c, cfg.train.boost_floor)
+        if d.main:
+            save_checkpoint(checkpoint_state(model, state, epoch + 1, quotas, best, history, split.classes,
+                                             cfg, budget.spent), run.last)
+        if budget.over():
+            log.info("time budget of %.1f min spent after epoch %d", cfg.train.max_minutes, epoch)
+            break
+    if d.main:
+        summary = tracker.finish(best, history, budget.spent, device, d.world, len(split.train_idx),
+                                 len(split.val_idx))
+        print(json.dumps({k: summary[k] for k in ("run", "best_epoch", "val/map3", "val/acc1")}))
+    if d.enabled:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
