@@ -50,8 +50,8 @@ def parse_args(argv):
     p.add_argument("--balance", action="store_true", help="reweight classes so test predictions are uniform")
     p.add_argument("--out", type=Path, help="submission CSV (default: submissions/ensemble_<method>.csv)")
     p.add_argument("--test", type=Path, help=f"Kaggle test CSV for the key_ids (default: {DEFAULT_TEST})")
-    p.add_argument("--stack-rows", type=int, default=50_000,
-                   help="stack on at most this many out-of-fold rows (0 = all; cost grows fast with rows)")
+    p.add_argument("--stack-rows", type=int, default=20_000,
+                   help="fit the stacker on at most this many out-of-fold drawings (0 = all; ~1 s per 1,000)")
     return cli.add_debug_flag(p).parse_args(argv)
 
 
@@ -162,7 +162,7 @@ def test_probs(runs: list[Run], args, weights, model) -> tuple[np.ndarray, np.nd
     if model is None:
         probs = ens.blend(aligned, weights, args.method)
     else:
-        probs = ens.stack_predict(model, [ens.softmax(x) for x in aligned.logits], len(aligned.classes))
+        probs = ens.stack_predict(model, [ens.softmax(x) for x in aligned.logits])
     if args.balance:
         probs = ens.balance(probs)
     return probs, aligned.key_id, aligned.classes

