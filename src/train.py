@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     if d.main:
         save_config(cfg, run.config, {"fold": args.fold, "seed": args.seed, "commit": git_commit(),
                                       "argv": sys.argv, "device": str(device), "world_size": d.world,
-                                      "store_classes": len(store.classes)})
+                                      "store_classes": len(store.classes), "classes": split.classes})
     train_model = torch.compile(model) if cfg.train.compile else model
     if d.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(

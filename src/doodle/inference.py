@@ -1,0 +1,122 @@
+"""Load a finished run (its own config.yaml and best.pt) and turn drawings into logits.
+
+Used by src/predict.py, the drawing page and the tools, so all of them render exactly as training did.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from doodle.augment import Points, flip_x
+from doodle.config import Config, load_resolved
+from doodle.data import make_inputs, raster_spec
+from doodle.engine import Precision, forward, resolve_precision, to_input
+from doodle.models import build_model, input_kind_of
+from doodle.raster import RasterSpec
+from doodle.readers import FORMATS, Batch, read_file
+from doodle.rundir import CheckpointError, RunDir, load_checkpoint
+from doodle.strokes import DEFAULT_LIMITS, Limits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedRun:
+    run: RunDir
+    cfg: Config
+    facts: dict
+    classes: list[str]
+    model: nn.Module
+    device: torch.device
+    precision: Precision
+    per_class_acc: np.ndarray | None
+
+    @property
+    def spec(self) -> RasterSpec:
+        return raster_spec(self.cfg)
+
+    @property
+    def input_kind(self) -> str:
+        return input_kind_of(self.cfg)
+
+
+def find_folds(path: str | Path) -> list[RunDir]:
+    """A fold folder, or a run folder holding fold<k>/ folders -> the finished folds (with best.pt)."""
+    path = Path(path)
+    if (path / "config.yaml").is_file():
+        return [RunDir(path)]
+    folds = sorted(RunDir(p) for p in path.glob("fold*") if (p / "config.yaml").is_file()) if path.is_dir() else []
+    if not folds:
+        raise FileNotFoundError(f"{path}: no run here (expected config.yaml, or fold<k>/config.yaml inside)")
+    return folds
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """A fold folder -> model in eval mode with its saved config; class lists must agree."""
+    run = find_folds(path)[0] if not (Path(path) / "config.yaml").is_file() else RunDir(Path(path))
+    cfg, facts = load_resolved(run.config)
+    ckpt = load_checkpoint(run.best)
+    classes = list(ckpt["classes"])
+    if facts.get("classes") and list(facts["classes"]) != classes:
+        raise CheckpointError(f"checkpoint {run.best} holds {len(classes)} classes that differ from "
+                              f"{run.config} ({len(facts['classes'])}); refusing a mismatched model")
+    device = torch.device(device)
+    cfg.model.pretrained, cfg.model.weights = False, ""  # the checkpoint has the weights
+    model = build_model(cfg, len(classes), raster_spec(cfg).channels)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {run.best} does not fit model {cfg.model.name} "
+                              f"({str(e).splitlines()[0][:120]})") from None
+    model.to(device).eval()
+    acc = ckpt.get("per_class_acc")
+    return LoadedRun(run, cfg, facts, classes, model, device, resolve_precision(cfg.train.amp, device),
+                     acc.numpy() if acc is not None else None)
+
+
+@torch.no_grad()
+def predict_points(lr: LoadedRun, pts: Points, tta: str = "none") -> np.ndarray:
+    """Logits (B, C) float32 for a batch of drawings, rendered with the run's own config."""
+    views = [pts, flip_x(pts)] if tta == "flip" else [pts]
+    out = 0.0
+    for v in views:
+        batch = make_inputs(v, lr.cfg, lr.spec, lr.input_kind)
+        with lr.precision.autocast():
+            logits = forward(lr.model, to_input(batch, lr.device, channels_last=False))
+        out = out + logits.float().cpu().numpy()
+    return out / len(views)
+
+
+def batch_points(b: Batch) -> Points:
+    return Points(b.xy.astype(np.float32), b.t, b.stroke_len, b.n_strokes)
+
+
+def input_files(path: str | Path) -> list[Path]:
+    """A drawing file, or every .csv / .ndjson in a folder (sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in FORMATS and p.is_file())
+        if files:
+            return files
+    raise FileNotFoundError(f"{path}: no such drawing file, or no .csv/.ndjson files in that folder")
+
+
+def iter_batches(paths: list[Path], batch_size: int, limits: Limits = DEFAULT_LIMITS
+                 ) -> Iterator[tuple[Batch, list, Path]]:
+    """Chunks of at most `batch_size` drawings from the files, each with the rejected rows read with it."""
+    for path in paths:
+        for batch, rejects in read_file(path, limits, chunk_bytes=1 << 20):
+            n = len(batch)
+            for a in range(0, max(n, 1), batch_size):
+                keep = np.zeros(n, bool)
+                keep[a : a + batch_size] = True
+                yield batch.select(keep), (rejects if a == 0 else []), path

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Predict a test file with a finished run: test logits + a single-model Kaggle submission.
+
+    python src/predict.py --run outputs/r18_boost/fold0 --test input/test_simplified.csv [--tta flip]
+
+`--test` may also be a Google ndjson or a folder of Kaggle train CSVs; when the drawings have words (or
+`--labels key_id,word CSV` is given) MAP@3 is reported too. The run's own config.yaml and best.pt are
+used, never configs/. A test row whose drawing cannot be parsed still gets a prediction (from an empty
+canvas, so the submission keeps every key_id); such rows are listed in <run>/predict_rejects.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from doodle import cli  # noqa: E402
+from doodle.augment import Points  # noqa: E402
+from doodle.inference import batch_points, input_files, iter_batches, load_run, predict_points  # noqa: E402
+from doodle.metrics import accuracy, map_at_k  # noqa: E402
+from doodle.rundir import save_logits  # noqa: E402
+from doodle.submission import to_submission, write_submission  # noqa: E402
+from doodle.training import resolve_device  # noqa: E402
+
+log = logging.getLogger("predict")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="predict drawings with a trained run")
+    p.add_argument("--run", required=True, type=Path, help="outputs/<run>/fold<k> (or outputs/<run>: its first fold)")
+    p.add_argument("--test", type=Path, default=Path("input/test_simplified.csv"),
+                   help="Kaggle test CSV, Google ndjson, or a folder of Kaggle train CSVs")
+    p.add_argument("--labels", type=Path, help="key_id,word CSV with the answers, to report MAP@3")
+    p.add_argument("--tta", choices=["none", "flip"], default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--out", type=Path, help="submission CSV (default submissions/<run>_fold<k>.csv)")
+    p.add_argument("--logits", type=Path, help="logits file (default <run>/test_logits.npz)")
+    return cli.add_debug_flag(p).parse_args(argv)
+
+
+def empty_points(n: int) -> Points:
+    return Points(np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(n, np.int32))
+
+
+def _reject_keys(rejects) -> list[int]:
+    return [int(r.key_id) for r in rejects if r.key_id.isdigit() and len(r.key_id) <= 18]
+
+
+def run_predictions(lr, files, batch_size: int, tta: str, reject_log: Path) -> tuple[np.ndarray, np.ndarray, list]:
+    """Logits, key_ids and words (None when unlabelled) for every row; broken drawings predicted blank."""
+    logits, keys, words, n_bad = [], [], [], 0
+    with open(reject_log, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "line", "key_id", "reason", "detail"])
+        for batch, rejects, path in tqdm(iter_batches(files, batch_size), desc="predict", unit="batch"):
+            for r in rejects:
+                w.writerow([str(path), r.line, r.key_id, r.reason, r.detail])
+            blank = _reject_keys(rejects)
+            n_bad += len(rejects)
+            if len(batch):
+                logits.append(predict_points(lr, batch_points(batch), tta))
+                keys.append(batch.key_id)
+                words += batch.word
+            if blank:
+                logits.append(predict_points(lr, empty_points(len(blank)), tta))
+                keys.append(np.array(blank, np.int64))
+                words += [None] * len(blank)
+    if n_bad:
+        log.warning("%d rows had unusable drawings or ids (see %s); those with a key_id were predicted from an "
+                    "empty canvas", n_bad, reject_log)
+    if not keys:
+        raise cli.UserError(f"no drawings could be read from {', '.join(map(str, files))}")
+    return np.concatenate(logits), np.concatenate(keys), words
+
+
+def score(logits, keys, words, classes, labels: Path | None) -> dict:
+    """MAP@3 / acc@1 where the true word is known and is one of the model's classes."""
+    if labels is not None:
+        if not labels.is_file():
+            raise FileNotFoundError(f"--labels {labels} not found")
+        answers = pd.read_csv(labels, dtype={"key_id": np.int64, "word": str})
+        if list(answers.columns) != ["key_id", "word"]:
+            raise cli.UserError(f"--labels {labels}: header must be key_id,word")
+        lookup = dict(zip(answers.key_id, answers.word.str.replace("_", " "), strict=True))
+        words = [lookup.get(int(k)) for k in keys]
+    index = {c: i for i, c in enumerate(classes)}
+    target = np.array([index.get(w, -1) if w else -1 for w in words])
+    known = target >= 0
+    if not known.any():
+        return {}
+    return {"scored": int(known.sum()), "unscored": int((~known).sum()),
+            "map3": round(map_at_k(logits[known], target[known]), 5),
+            "acc1": round(accuracy(logits[known], target[known]), 5)}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cli.setup_logging()
+    lr = load_run(args.run, resolve_device(args.device))
+    files = input_files(args.test)
+    logits, keys, words = run_predictions(lr, files, args.batch_size, args.tta, lr.run.root / "predict_rejects.csv")
+    _, first = np.unique(keys, return_index=True)
+    if len(first) < len(keys):
+        log.warning("%d repeated key_ids in %s: keeping the first of each", len(keys) - len(first), args.test)
+        first = np.sort(first)
+        logits, keys, words = logits[first], keys[first], [words[i] for i in first]
+    logits_path = args.logits or lr.run.test_logits
+    save_logits(logits_path, logits, keys, lr.classes)
+    out = args.out or Path("submissions") / f"{lr.run.run_name}_fold{lr.run.fold}.csv"
+    write_submission(to_submission(logits, keys, lr.classes), out)
+    result = {"rows": int(len(keys)), "logits": str(logits_path), "submission": str(out),
+              **score(logits, keys, words, lr.classes, args.labels)}
+    log.info("predicted %d drawings -> %s", len(keys), out)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

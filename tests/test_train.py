@@ -1,0 +1,195 @@
+"""Training: resampling arithmetic, the quota sampler and its DDP sharding, a shrunk end-to-end run,
+kill + resume equality, a 2-process gloo run, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from doodle.data import QuotaSampler, boosted_quotas
+from doodle.rundir import load_checkpoint, load_logits
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
+       "OMP_NUM_THREADS": "1"}
+
+
+def load_tool(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory) -> Path:
+    from doodle import resources
+    from doodle.prepare import PrepareOptions, prepare
+
+    out = tmp_path_factory.mktemp("train_store") / "store"
+    opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
+    prepare([ROOT / "input/sample/train_simplified", ROOT / "input/sample/raw"], out, opts)
+    return out
+
+
+def tiny_args(store: Path, out: Path, *extra: str) -> list[str]:
+    """The real demo config, shrunk: 32 px, 4 drawings per class, 2 epochs, CPU, no workers."""
+    sets = ["data.img_size=32", "data.per_class=4", "data.val_per_class=3", "train.epochs=2",
+            "train.batch_size=32", "data.num_workers=0", "train.max_minutes=0", "train.deterministic=true",
+            f"data.store={store}"]
+    args = ["--cfg", str(ROOT / "configs/demo.yaml"), "--fold", "0", "--out", str(out), "--no-progress",
+            "--device", "cpu"]
+    for s in sets:
+        args += ["--set", s]
+    return args + list(extra)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+
+
+def test_boosted_quotas_follow_the_formula():
+    q = boosted_quotas(100, np.array([0.0, 0.5, 1.0, np.nan, 0.9]), floor=0.25)
+    assert q.tolist() == [125, 75, 25, 125, 35]
+
+
+def test_quota_sampler_counts_replacement_and_determinism():
+    idx = np.arange(100)
+    targets = np.repeat([0, 1, 2], [50, 30, 20])
+    s = QuotaSampler(idx, targets, 3, quotas=[10, 30, 45], batch_size=5, seed=3)
+    s.set_epoch(0)
+    e0 = s.epoch_indices()
+    assert len(e0) == 85 and len(list(s)) == len(s) == 17
+    counts = np.bincount(targets[e0], minlength=3)
+    assert counts.tolist() == [10, 30, 45]
+    assert len(set(e0[targets[e0] == 0])) == 10  # enough drawings: no repeats
+    assert len(set(e0[targets[e0] == 2])) <= 20  # 45 asked of 20: with replacement
+    s.set_epoch(0)
+    assert np.array_equal(s.epoch_indices(), e0)
+    s.set_epoch(1, quotas=[1, 1, 1])
+    assert len(s.epoch_indices()) == 5  # padded to a whole batch
+
+
+def test_quota_sampler_shards_ranks_without_overlap():
+    idx = np.arange(1000)
+    targets = np.arange(1000) % 4
+    shards = [QuotaSampler(idx, targets, 4, [100, 50, 25, 12], 8, seed=1, rank=r, world_size=3) for r in range(3)]
+    batches = [list(s) for s in shards]
+    assert len({len(b) for b in batches}) == 1  # every rank runs the same number of steps
+    epoch = shards[0].epoch_indices()
+    flat = [np.concatenate(b) for b in batches]
+    positions = [np.arange(len(epoch)).reshape(-1, 8)[r::3].ravel() for r in range(3)]
+    for r in range(3):
+        assert np.array_equal(flat[r], epoch[positions[r]])
+    assert sorted(np.concatenate(positions).tolist()) == list(range(len(epoch)))
+
+
+def test_train_predict_end_to_end(sample_store, tmp_path):
+    train = load_tool(ROOT / "src/train.py")
+    assert train.main(tiny_args(sample_store, tmp_path / "out")) == 0
+    run = tmp_path / "out/demo/fold0"
+    for name in ("config.yaml", "train.log", "metrics.csv", "quotas.csv", "summary.json", "val_logits.npz",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    rows = read_metrics(run / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"train/loss", "val/map3", "val/acc1", "val/loss"} <= set(rows[0])
+    val = load_logits(run / "val_logits.npz")
+    assert val["logits"].shape == (len(val["key_id"]), 27) and len(val["classes"]) == 27
+    assert val["target"].max() < 27 and len(set(val["key_id"].tolist())) == len(val["key_id"])
+    best = load_checkpoint(run / "checkpoints/best.pt", val["classes"])
+    assert best["config"]["data"]["img_size"] == 32
+    predict = load_tool(ROOT / "src/predict.py")
+    sub = tmp_path / "sub.csv"
+    assert predict.main(["--run", str(run), "--test", str(ROOT / "input/sample/test_simplified.csv"),
+                         "--labels", str(ROOT / "input/sample/test_labels.csv"), "--out", str(sub),
+                         "--device", "cpu"]) == 0
+    lines = sub.read_text().splitlines()
+    assert lines[0] == "key_id,word" and len(lines) == 271
+    assert all(len(ln.split(",")[1].split(" ")) == 3 for ln in lines[1:])
+
+
+def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, str(ROOT / "src/train.py"), *args], env=ENV, capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_metrics(sample_store, tmp_path):
+    """SIGKILL at several moments (one mid-epoch, one right after a checkpoint), --resume, same final metrics."""
+    extra = ["--set", "train.epochs=3"]
+    ref = _run(tiny_args(sample_store, tmp_path / "ref", *extra))
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "killed"
+    run = out / "demo/fold0"
+    rng = np.random.default_rng(0)
+    args = tiny_args(sample_store, out, *extra)
+    kills = 0
+    for _attempt in range(6):
+        cmd = args + (["--resume"] if (run / "checkpoints/last.pt").exists() else [])
+        proc = subprocess.Popen([PY, str(ROOT / "src/train.py"), *cmd], env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        delay = rng.uniform(2.0, 12.0)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            if (run / "checkpoints/last.pt").exists():
+                load_checkpoint(run / "checkpoints/last.pt")  # never half-written
+            continue
+        if proc.returncode == 0:
+            break
+    else:
+        done = _run(args + ["--resume"])
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert kills >= 1
+    assert read_metrics(run / "metrics.csv") == read_metrics(tmp_path / "ref/demo/fold0/metrics.csv")
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run(sample_store, tmp_path):
+    torchrun = Path(PY).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "src/train.py"),
+           *tiny_args(sample_store, tmp_path / "ddp", "--set", "train.epochs=1")]
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = tmp_path / "ddp/demo/fold0"
+    assert len(read_metrics(run / "metrics.csv")) == 1  # written once, by rank 0
+    val = load_logits(run / "val_logits.npz")
+    assert len(set(val["key_id"].tolist())) == len(val["key_id"]) == 27 * 3  # both ranks' shards gathered
+    assert "world_size: 2" in (run / "config.yaml").read_text()
+
+
+def test_cli_errors_are_one_line(sample_store, tmp_path):
+    cases = [
+        (["--set", "train.lrr=1"], "unknown config key 'train.lrr'"),
+        (["--fold", "9"], "--fold 9 out of range"),
+        (["--set", "data.classes=[]"], "empty"),
+        (["--set", "data.store=/nonexistent/store"], "not a prepared store"),
+        (["--set", "model.name=resnet181"], "unknown model 'resnet181'"),
+    ]
+    for extra, message in cases:
+        args = tiny_args(sample_store, tmp_path / "err", *extra)
+        if extra[0] == "--fold":
+            args[args.index("--fold") + 1] = extra[1]
+            args = args[:-2]
+        res = _run(args)
+        assert res.returncode == 2, (extra, res.stderr[-1500:])
+        last = res.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last, (extra, last)
+        assert "Traceback" not in res.stderr
