@@ -1,0 +1,366 @@
+"""Finished runs read back and drawn: the library behind tools/report.py and tools/compare.py.
+
+A *run* is outputs/<run>/ with fold<k>/ subfolders, or one fold folder on its own. Each fold needs its
+config.yaml and metrics.csv; summary.json is used when present (a killed run has none: its numbers are
+then taken from metrics.csv). The per-class and confusion views use the folds' val_logits.npz, joined
+into one out-of-fold (OOF) set. Figures are drawn on matplotlib `Figure`s with the Agg canvas, so no
+GUI backend or pyplot state is involved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from doodle.config import Config, load_resolved
+from doodle.metrics import accuracy, map_at_k
+from doodle.rundir import RunDir, load_logits
+
+log = logging.getLogger("report")
+FOLD_DIR = re.compile(r"fold(\d+)")
+GOOD, BAD = "#1a7f37", "#cf222e"
+
+
+class RunError(ValueError):
+    """A folder that is not a run, or a run that lacks what was asked of it."""
+
+
+@dataclass
+class Fold:
+    dir: RunDir
+    cfg: Config
+    facts: dict
+    metrics: pd.DataFrame
+    summary: dict
+
+    @property
+    def k(self) -> int:
+        return int(self.facts.get("fold", self.summary.get("fold", 0)))
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    folds: list[Fold]
+
+    @property
+    def cfg(self) -> Config:
+        return self.folds[0].cfg
+
+
+def fold_dirs(path: Path) -> list[Path]:
+    """The fold folders of a run folder (fold<k>/ with a config.yaml), or [path] for one fold folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {path} not found")
+    subs = sorted((int(m[1]), d) for d in path.iterdir()
+                  if d.is_dir() and (m := FOLD_DIR.fullmatch(d.name)) and (d / "config.yaml").is_file())
+    if subs:
+        return [d for _, d in subs]
+    if (path / "config.yaml").is_file():
+        return [path]
+    raise RunError(f"{path} is not a run: no config.yaml in it nor in fold<k>/ subfolders")
+
+
+def summary_from_metrics(metrics: pd.DataFrame, facts: dict) -> dict:
+    """What summary.json would hold, rebuilt from metrics.csv (for runs killed before writing it)."""
+    best = metrics.loc[metrics["val/map3"].idxmax()]
+    images = int(metrics["train/images"].sum())
+    return {"fold": facts.get("fold", 0), "best_epoch": int(best["epoch"]),
+            **{k: float(best[k]) for k in ("val/map3", "val/acc1", "val/loss")},
+            "epochs_run": len(metrics), "images_seen": images,
+            "wall_seconds": float(metrics["time/seconds"].iloc[-1]),
+            "train_images_per_second": images / max(float(metrics["train/seconds"].sum()), 1e-9),
+            "device": facts.get("device", "?"), "world_size": facts.get("world_size", 1), "partial": True}
+
+
+def load_fold(path: Path) -> Fold | None:
+    """One fold folder; None (with a warning) when it has not finished an epoch yet."""
+    rd = RunDir(Path(path))
+    try:
+        cfg, facts = load_resolved(rd.config)
+    except ValueError as e:
+        raise RunError(f"{rd.config}: {e}") from None
+    if not rd.metrics.is_file() or rd.metrics.stat().st_size == 0:
+        log.warning("%s: no metrics.csv yet (no finished epoch); left out", rd.root)
+        return None
+    metrics = pd.read_csv(rd.metrics)
+    missing = {"epoch", "train/loss", "val/loss", "val/map3", "val/acc1"} - set(metrics.columns)
+    if missing or metrics.empty:
+        raise RunError(f"{rd.metrics}: no epoch rows or missing columns {sorted(missing)}")
+    if rd.summary.is_file():
+        summary = json.loads(rd.summary.read_text())
+    else:
+        log.warning("%s: no summary.json (killed or still running?); numbers taken from metrics.csv", rd.root)
+        summary = summary_from_metrics(metrics, facts)
+    return Fold(rd, cfg, facts, metrics, summary)
+
+
+def load_run(path: Path) -> Run:
+    """A run folder or a single fold folder, with every fold that finished at least one epoch."""
+    path = Path(path)
+    dirs = fold_dirs(path)
+    folds = [f for d in dirs if (f := load_fold(d)) is not None]
+    if not folds:
+        raise RunError(f"{path}: no fold has finished an epoch (no metrics.csv)")
+    name = path.name if dirs[0] != path else f"{path.parent.name}/{path.name}"
+    return Run(path, name, sorted(folds, key=lambda f: f.k))
+
+
+def oof_logits(run: Run) -> dict | None:
+    """The folds' val logits joined into one out-of-fold set (key_ids disjoint, one class order)."""
+    parts = []
+    for f in run.folds:
+        if not f.dir.val_logits.is_file():
+            log.warning("%s: no val_logits.npz; left out of the out-of-fold views", f.dir.root)
+            continue
+        val = load_logits(f.dir.val_logits)
+        if val["target"] is None:
+            raise RunError(f"{f.dir.val_logits} has no target (not validation logits?)")
+        if parts and val["classes"] != parts[0]["classes"]:
+            raise RunError(f"{f.dir.val_logits} has another class order than {run.folds[0].dir.val_logits}")
+        parts.append({**val, "fold": np.full(len(val["key_id"]), f.k)})
+    if not parts:
+        return None
+    out = {k: np.concatenate([p[k] for p in parts]) for k in ("logits", "key_id", "target", "fold")}
+    if len(np.unique(out["key_id"])) != len(out["key_id"]):
+        raise RunError(f"{run.path}: folds share key_ids, so their val logits are not out-of-fold")
+    return {**out, "classes": parts[0]["classes"], "pred": out["logits"].argmax(axis=1)}
+
+
+# ---------------------------------------------------------------- tables
+
+
+def confusion_pairs(target: np.ndarray, pred: np.ndarray, classes: list[str], n: int = 15) -> list[dict]:
+    """The n most frequent (true, predicted) mistakes: count and share of the true class's drawings."""
+    totals = np.bincount(target, minlength=len(classes))
+    wrong = Counter(zip(target[target != pred].tolist(), pred[target != pred].tolist(), strict=True))
+    pairs = sorted(wrong.items(), key=lambda kv: (-kv[1], classes[kv[0][0]], classes[kv[0][1]]))[:n]
+    return [{"true": classes[t], "pred": classes[p], "t": t, "p": p, "count": c, "share": c / totals[t]}
+            for (t, p), c in pairs]
+
+
+def _mean(values) -> float:
+    return float(np.mean([float(v) for v in values]))
+
+
+def run_row(run: Run, oof: dict | None) -> dict:
+    """One line of the comparison: quality (mean over folds, OOF), cost per fold, and the settings."""
+    s = [f.summary for f in run.folds]
+    cfg = run.cfg
+    devices = sorted({f"{x.get('device', '?')}" + (f" x{x['world_size']}" if x.get("world_size", 1) > 1 else "")
+                      for x in s})
+    row = {"run": run.name, "path": str(run.path), "folds": [f.k for f in run.folds],
+           "acc1": _mean(x["val/acc1"] for x in s), "map3": _mean(x["val/map3"] for x in s),
+           "oof_map3": None, "oof_acc1": None, "epochs": _mean(x["epochs_run"] for x in s),
+           "images_seen": _mean(x["images_seen"] for x in s),
+           "wall_minutes": _mean(x["wall_seconds"] for x in s) / 60,
+           "images_per_second": _mean(x["train_images_per_second"] for x in s), "device": ", ".join(devices),
+           "encoding": f"{cfg.raster.encoding} {cfg.data.img_size}px",
+           "boost": f"on ({cfg.train.boost_floor:g})" if cfg.train.boost else "off", "model": cfg.model.name,
+           "partial": any(x.get("partial") for x in s)}
+    if oof is not None and len(run.folds) > 1:
+        row["oof_map3"] = map_at_k(oof["logits"], oof["target"], 3)
+        row["oof_acc1"] = accuracy(oof["logits"], oof["target"])
+    return row
+
+
+def markdown_table(header: list[str], rows: list[list], align: str = "") -> str:
+    """A GitHub markdown table; `align` is one letter per column (l/r), default left for the first."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    lines = [header, rule, *[[str(v) for v in r] for r in rows]]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_curves(run: Run, path: Path) -> Path:
+    """Loss, validation MAP@3 / accuracy, training accuracy and learning rate per epoch, one colour per fold."""
+    fig = Figure(figsize=(11, 7.5))
+    axes = fig.subplots(2, 2).ravel()
+    panels = [("loss", [("train/loss", "-", "train"), ("val/loss", "--", "val")]),
+              ("validation MAP@3 and accuracy", [("val/map3", "-", "MAP@3"), ("val/acc1", "--", "acc@1")]),
+              ("training accuracy (augmented batches)", [("train/acc1", "-", "acc@1")]),
+              ("learning rate (end of epoch)", [("train/lr", "-", "lr")])]
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        for i, f in enumerate(run.folds):
+            for col, style, label in series:
+                if col in f.metrics:
+                    ax.plot(f.metrics["epoch"], f.metrics[col], style, marker="o", ms=3, color=f"C{i}",
+                            label=f"fold {f.k} {label}")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("cross-entropy")
+    axes[1].set_ylabel("score")
+    axes[2].set_ylabel("accuracy")
+    axes[3].set_ylabel("lr")
+    fig.suptitle(f"{run.name}: learning curves")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_class_accuracy(acc: np.ndarray, counts: np.ndarray, classes: list[str], path: Path,
+                        n: int = 20) -> Path:
+    """Horizontal bars of the n worst and n best classes by top-1 accuracy (halves when fewer classes)."""
+    valid = np.flatnonzero(counts > 0)
+    order = valid[np.lexsort((np.array(classes, dtype=object)[valid], acc[valid]))]
+    n = min(n, (len(order) + 1) // 2)
+    fig = Figure(figsize=(11, 0.26 * n + 1.4))
+    for ax, idx, title, colour in zip(fig.subplots(1, 2), (order[:n], order[::-1][:n]),
+                                      (f"worst {n} classes", f"best {n} classes"), (BAD, GOOD), strict=True):
+        y = np.arange(len(idx))
+        ax.barh(y, acc[idx], color=colour, alpha=0.8)
+        ax.set_yticks(y, [f"{classes[i]} (n={counts[i]})" for i in idx], fontsize=9)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("top-1 accuracy (out-of-fold)")
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+        for yi, i in zip(y, idx, strict=True):
+            ax.text(min(acc[i] + 0.01, 0.9), yi, f"{acc[i]:.2f}", va="center", fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def quota_table(run: Run) -> pd.DataFrame | None:
+    """Drawings per class per epoch (rows: epochs, columns: classes), averaged over folds' common epochs."""
+    tables = [pd.read_csv(f.dir.quotas).set_index("epoch") for f in run.folds if f.dir.quotas.is_file()]
+    if not tables:
+        return None
+    common = sorted(set.intersection(*(set(t.index) for t in tables)))
+    return sum(t.loc[common] for t in tables) / len(tables)
+
+
+def plot_quotas(quotas: pd.DataFrame, path: Path, title: str, n: int = 15) -> Path:
+    """Heatmap of the classes with the largest and smallest last-epoch quota, plus min/median/max lines."""
+    last = quotas.iloc[-1].sort_values(ascending=False, kind="stable")
+    names = list(last.index) if len(last) <= 2 * n else [*last.index[:n], *last.index[-n:]]
+    data = quotas[names].T.to_numpy()
+    fig = Figure(figsize=(0.4 * max(len(quotas), 6) + 6.5, 0.27 * len(names) + 1.8))
+    ax, ax2 = fig.subplots(1, 2, width_ratios=[max(len(quotas), 6) + 3, 6])
+    im = ax.imshow(data, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xticks(range(len(quotas)), [str(e) for e in quotas.index])
+    ax.set_xlabel("epoch")
+    if len(names) < len(last):
+        ax.axhline(n - 0.5, color="white", lw=2)
+    if data.size <= 600:
+        for (r, c), v in np.ndenumerate(data):
+            ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                    color="black" if v > data.max() * 0.6 else "white")
+    fig.colorbar(im, ax=ax, label="drawings per epoch", fraction=0.06, pad=0.02)
+    ax.set_title(title, fontsize=10)
+    for q, style in ((0.0, ":"), (0.5, "-"), (1.0, "--")):
+        ax2.plot(quotas.index, quotas.quantile(q, axis=1), style, marker="o", ms=3, color="C0",
+                 label={0.0: "min", 0.5: "median", 1.0: "max"}[q])
+    ax2.set_title("quota over all classes", fontsize=10)
+    ax2.set_xlabel("epoch")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.set_ylabel("drawings per class")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def to_rgb(img: np.ndarray) -> np.ndarray:
+    """(H, W, C) uint8 as displayed: grey for one channel, the first three channels as RGB otherwise."""
+    if img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    if img.shape[2] == 2:
+        return np.concatenate([img, np.zeros_like(img[..., :1])], axis=2)
+    return img[..., :3]
+
+
+def plot_image_grid(rows: list[tuple[str, list[tuple[np.ndarray, str, str]]]], path: Path, title: str) -> Path:
+    """Rows of (label, [(image, caption, colour)]): each image is the channel composite the model sees."""
+    ncol = max(len(cells) for _, cells in rows)
+    fig = Figure(figsize=(1.55 * ncol + 1.6, 1.75 * len(rows) + 0.6))
+    axes = np.asarray(fig.subplots(len(rows), ncol, squeeze=False))
+    for (label, cells), line in zip(rows, axes, strict=True):
+        for j, ax in enumerate(line):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(cells):
+                ax.set_axis_off()
+                continue
+            img, caption, colour = cells[j]
+            ax.imshow(to_rgb(img), interpolation="nearest")
+            ax.set_title(caption, fontsize=8, color=colour)
+        line[0].set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_channels(images: list[np.ndarray], labels: list[str], channel_names: tuple[str, ...], path: Path) -> Path:
+    """Each drawing's channels side by side (grey, black = no ink), then their composite."""
+    ncol = len(channel_names) + (len(channel_names) > 1)
+    fig = Figure(figsize=(1.7 * ncol + 1.6, 1.8 * len(images) + 0.6))
+    axes = np.asarray(fig.subplots(len(images), ncol, squeeze=False))
+    for img, label, line in zip(images, labels, axes, strict=True):
+        for j, ax in enumerate(line):
+            if j < len(channel_names):
+                ax.imshow(img[..., j], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                ax.set_title(channel_names[j], fontsize=8)
+            else:
+                ax.imshow(to_rgb(img), interpolation="nearest")
+                ax.set_title("composite", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        line[0].set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center")
+    fig.suptitle("channels of the input (0 = background; ink is mapped to floor..255)", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+# ---------------------------------------------------------------- drawings
+
+
+class Drawings:
+    """Renders a run's drawings by key_id from its store, with the run's own raster spec."""
+
+    def __init__(self, cfg: Config, store_path: str | Path | None = None):
+        # doodle.data pulls in torch; only reports that draw need it, so it is imported here.
+        from doodle.data import raster_spec
+        from doodle.store import Store
+
+        self.spec = raster_spec(cfg)
+        self.store = Store(store_path or cfg.data.store)
+        self.rows: dict[int, int] = {}
+
+    def index(self, key_ids: np.ndarray) -> None:
+        """Look up the store rows of these key_ids once (one pass over the store's key_id column)."""
+        keys = np.asarray(self.store.key_id)
+        hit = np.flatnonzero(np.isin(keys, np.asarray(key_ids, np.int64)))
+        self.rows.update(zip(keys[hit].tolist(), hit.tolist(), strict=True))
+
+    def render(self, key_id: int) -> np.ndarray | None:
+        """(H, W, C) uint8 as the model sees it at validation (no augmentation); None if not in the store."""
+        from doodle.raster import render_drawing
+
+        row = self.rows.get(int(key_id))
+        return None if row is None else render_drawing(self.store.drawing(row), self.spec)
