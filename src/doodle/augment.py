@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,11 @@ class Points:
 
 
 def flip_x(p: Points) -> Points:
-    """Mirror left-right in the 0..255 box (exactly invertible: flipping twice gives the input)."""
+    """Mirror left-right in the 0..255 box (x -> 255 - x).
+
+    Flipping twice gives the input exactly for the store's integer coordinates (and to within float32
+    rounding for augmented ones).
+    """
     xy = p.xy.copy()
     xy[:, 0] = 255.0 - xy[:, 0]
     return Points(xy, p.t, p.stroke_len, p.n_strokes)
@@ -62,15 +67,15 @@ def random_affine(n: int, cfg: AugmentCfg, rng: np.random.Generator) -> tuple[np
 
 
 def drop_strokes(p: Points, prob: float, rng: np.random.Generator) -> Points:
-    """Drop each stroke with probability `prob`, keeping at least one stroke per drawing."""
+    """Drop each stroke with probability `prob`, keeping at least one stroke per drawing (its first)."""
     if prob <= 0 or len(p.stroke_len) == 0:
         return p
     keep = rng.random(len(p.stroke_len)) >= prob
-    first = np.concatenate([[0], np.cumsum(p.n_strokes)[:-1]])
-    kept_per = np.add.reduceat(keep.astype(np.int64), first) if len(first) else np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(p.n_strokes)), p.n_strokes)
+    kept_per = np.bincount(owner[keep], minlength=len(p.n_strokes))
+    first = np.cumsum(p.n_strokes) - p.n_strokes
     keep[first[(kept_per == 0) & (p.n_strokes > 0)]] = True  # never empty a drawing
     pts = np.repeat(keep, p.stroke_len)
-    owner = np.repeat(np.arange(len(p.n_strokes)), p.n_strokes)
     n_strokes = np.bincount(owner[keep], minlength=len(p.n_strokes)).astype(np.int32)
     return Points(p.xy[pts], p.t[pts], p.stroke_len[keep], n_strokes)
 
@@ -94,23 +99,34 @@ class StrokeAugment:
 
 
 def build_albumentations(items: list[AlbuCfg]):
-    """An albumentations Compose from config entries `{name: Affine, params: {...}}`, or None if empty."""
+    """An albumentations Compose from config entries `{name: Affine, params: {...}}`, or None if empty.
+
+    Only albumentations 2.x names are accepted: albumentations merely warns about an argument it does not
+    know (a 1.x name such as GaussNoise's `var_limit` is silently ignored) or a deprecated transform, so
+    any warning while building a transform is turned into an error naming the entry.
+    """
     if not items:
         return None
     import albumentations as A
 
     transforms = []
     for i, item in enumerate(items):
+        where = f"augment.albumentations[{i}]"
         cls = getattr(A, item.name, None)
         if cls is None or not isinstance(cls, type):
             names = [n for n in dir(A) if n[:1].isupper()]
             close = difflib.get_close_matches(item.name, names, n=3)
-            raise ValueError(f"augment.albumentations[{i}].name: unknown transform {item.name!r}"
+            raise ValueError(f"{where}.name: unknown transform {item.name!r}"
                              + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        try:
-            transforms.append(cls(**item.params))
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"augment.albumentations[{i}] ({item.name}): bad params {item.params}: {e}") from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                transforms.append(cls(**item.params))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{where} ({item.name}): bad params {item.params}: {e}") from None
+        if caught:
+            raise ValueError(f"{where} ({item.name}): {caught[0].message} (albumentations {A.__version__} "
+                             "names only)")
     return A.Compose(transforms)
 
 

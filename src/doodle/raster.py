@@ -5,7 +5,7 @@ Each channel is a named per-point feature in 0..1, drawn along the pen path and 
 
 ==============  =======================================================================
 ink             1 everywhere there is ink
-stroke_order    1 for the first stroke down to 0 for the last (when, coarsely)
+stroke_order    1 for the first stroke, 1/n for the last of n (when, coarsely)
 point_order     0 at the drawing's first point up to 1 at its last (when, finely)
 time            real time since the first point / duration (raw timed drawings);
                 falls back to point_order when the drawing has no time
@@ -13,8 +13,10 @@ speed           pen speed on each segment, 1 - exp(-v / 0.5 px/ms); falls back t
 pause           pause before the stroke began / (pause + 500 ms); falls back to stroke_order
 ==============  =======================================================================
 
-Encodings name channel tuples (`ENCODINGS`); `order3` is the default. Drawing is done by one compiled
-kernel for a whole batch: every segment is walked at 1-pixel steps, each step stamps a `line_width`
+Encodings name channel tuples (`ENCODINGS`); `order3` is the default. Training renders whole batches
+(`render_batch`); `rasterize` takes one drawing as nested lists, reads every number in one pass and draws
+it in a single compiled call, and with `fit=True` first maps raw canvas pixels into the box. Drawing is
+done by one compiled kernel: every segment is walked at 1-pixel steps, each step stamps a `line_width`
 square, and the channel values are interpolated along the segment. Later ink overwrites earlier ink,
 as cv2.line would. (cv2.line draws one colour per call, so a per-point colour ramp costs a Python call
 per segment; the kernel does the same drawing without that overhead.) Anti-aliasing renders at 2x and
@@ -26,6 +28,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import cv2
 import numba
@@ -102,6 +105,8 @@ def _stamp(img, x, y, v, C, lw, size):
 
 @numba.njit(cache=True, fastmath=True)
 def _render(xy, t, slen, nst, fids, size, lw, margin, floor, out):
+    """Draw B drawings into the zeroed `out` (B, size, size, C): points xy (P, 2) in the 0..255 box, t (P,)
+    ms (-1 = untimed), stroke lengths slen (S,), strokes per drawing nst (B,), channel features fids (C,)."""
     B = nst.shape[0]
     C = fids.shape[0]
     scale = (size - 1 - 2 * margin) / 255.0
@@ -109,6 +114,9 @@ def _render(xy, t, slen, nst, fids, size, lw, margin, floor, out):
     dv = np.empty(C, np.float64)
     vv = np.empty(C, np.uint8)
     span = 255.0 - floor
+    need_speed = False  # a hypot and a division per segment, worth skipping for the other encodings
+    for c in range(C):
+        need_speed = need_speed or fids[c] == 4
     s = 0
     p = 0
     for b in range(B):
@@ -135,7 +143,7 @@ def _render(xy, t, slen, nst, fids, size, lw, margin, floor, out):
                 dx = margin + xy[e, 0] * scale - xa
                 dy = margin + xy[e, 1] * scale - ya
                 speed = 0.0
-                if timed and e != a:
+                if need_speed and timed and e != a:
                     dt = max(float(t[e] - t[a]), 1.0)
                     speed = np.hypot(xy[e, 0] - xy[a, 0], xy[e, 1] - xy[a, 1]) / dt
                 for c in range(C):
@@ -161,42 +169,138 @@ def _render(xy, t, slen, nst, fids, size, lw, margin, floor, out):
 
 def render_batch(xy: np.ndarray, t: np.ndarray | None, stroke_len: np.ndarray, n_strokes: np.ndarray,
                  spec: RasterSpec) -> np.ndarray:
-    """Flat drawings (points in the 0..255 box, may lie outside after augmentation) -> (B, H, W, C) uint8."""
+    """Flat drawings (points in the 0..255 box, may lie outside after augmentation) -> (B, H, W, C) uint8.
+
+    `t` is ms since each drawing's first point, -1 (or None for the whole batch) for untimed drawings.
+    """
     xy = np.ascontiguousarray(xy, dtype=np.float32)
     t = np.full(len(xy), -1, np.int32) if t is None else np.ascontiguousarray(t, dtype=np.int32)
     slen = np.ascontiguousarray(stroke_len, dtype=np.int32)
     nst = np.ascontiguousarray(n_strokes, dtype=np.int32)
-    if xy.shape != (len(t), 2) or slen.sum() != len(xy) or nst.sum() != len(slen):
+    if (xy.ndim != 2 or xy.shape[1:] != (2,) or t.shape != (len(xy),) or slen.ndim != 1 or nst.ndim != 1
+            or slen.sum() != len(xy) or nst.sum() != len(slen) or (slen < 0).any() or (nst < 0).any()):
         raise ValueError(f"inconsistent drawing arrays: xy {xy.shape}, t {t.shape}, "
                          f"{slen.sum()} points in strokes, {nst.sum()} strokes in drawings")
+    if not np.isfinite(xy).all():  # a NaN would make the step count of a segment meaningless
+        raise ValueError("drawing points must be finite (found NaN or infinity)")
+    out = _canvas(len(nst), spec)
+    _render(xy, t, slen, nst, spec.feature_ids(), out.shape[1], *_scaled(spec), out)
+    return _downsample(out, spec)
+
+
+def _canvas(n: int, spec: RasterSpec) -> np.ndarray:
+    size = spec.size * (2 if spec.antialias else 1)
+    return np.zeros((n, size, size, spec.channels), dtype=np.uint8)
+
+
+@functools.cache
+def _scaled(spec: RasterSpec) -> tuple[int, int, int]:
+    """line_width, margin, floor at the drawing resolution (twice the size when anti-aliasing)."""
     factor = 2 if spec.antialias else 1
-    size = spec.size * factor
-    out = np.zeros((len(nst), size, size, spec.channels), dtype=np.uint8)
-    _render(xy, t, slen, nst, spec.feature_ids(), size, spec.line_width * factor, spec.margin * factor,
-            spec.floor, out)
-    if factor > 1:
-        out = np.stack([cv2.resize(im, (spec.size, spec.size), interpolation=cv2.INTER_AREA).reshape(
-            spec.size, spec.size, spec.channels) for im in out])
-    return out
+    return spec.line_width * factor, spec.margin * factor, spec.floor
 
 
-def flatten_strokes(strokes: Sequence) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """`[(xs, ys[, ts]), ...]` -> xy (P, 2) float32, t (P,) int32 or None, stroke_len (S,)."""
-    strokes = [s for s in strokes if len(s[0])]
-    if not strokes:
-        return np.zeros((0, 2), np.float32), None, np.zeros(0, np.int32)
-    # one flat list -> one array is far cheaper than an array per stroke
-    xs = np.array([v for s in strokes for v in s[0]], dtype=np.float32)
-    ys = np.array([v for s in strokes for v in s[1]], dtype=np.float32)
-    lens = np.array([len(s[0]) for s in strokes], np.int32)
-    if len(xs) != len(ys):
-        raise ValueError("a stroke has x and y arrays of different lengths")
-    xy = np.empty((len(xs), 2), np.float32)
-    xy[:, 0], xy[:, 1] = xs, ys
-    if not all(len(s) > 2 for s in strokes):
-        return xy, None, lens
-    t = np.array([v for s in strokes for v in s[2]], dtype=np.float64)
-    return xy, np.rint(t - t.min()).astype(np.int32), lens
+def _downsample(out: np.ndarray, spec: RasterSpec) -> np.ndarray:
+    if not spec.antialias:
+        return out
+    return np.stack([cv2.resize(im, (spec.size, spec.size), interpolation=cv2.INTER_AREA).reshape(
+        spec.size, spec.size, spec.channels) for im in out])
+
+
+@numba.njit(cache=True)
+def _unflatten(flat, alens, narr, fit):
+    """Every array of every stroke, concatenated, -> (error, xy (P, 2) float32, t (P,) int32, stroke_len (S,)).
+
+    error 1: a stroke is not 2 or 3 arrays; 2: the arrays of a stroke differ in length; 3: a value is NaN or
+    infinite. Empty strokes are dropped. t is ms since the first point, or -1 everywhere unless every stroke
+    has times. With `fit`, points move to the top-left corner and scale so the longer side spans 0..255: raw
+    canvas pixels -> the simplified box, as Google's simplification (and the naive reference) does.
+    """
+    S = narr.shape[0]
+    timed = S > 0
+    P = 0
+    a = 0
+    for s in range(S):
+        k = narr[s]
+        if k < 2 or k > 3:
+            return 1, np.empty((0, 2), np.float32), np.empty(0, np.int32), np.empty(0, np.int32)
+        if alens[a + 1] != alens[a] or (k == 3 and alens[a + 2] != alens[a]):
+            return 2, np.empty((0, 2), np.float32), np.empty(0, np.int32), np.empty(0, np.int32)
+        timed = timed and k == 3
+        P += alens[a]
+        a += k
+    # first pass: bounding box, first time, non-empty strokes; second pass: write the points
+    x0, y0, x1, y1, t0 = np.inf, np.inf, -np.inf, -np.inf, np.inf
+    lens = np.empty(S, np.int32)
+    ns = a = off = 0
+    for s in range(S):
+        k, L = narr[s], alens[a]
+        for i in range(k * L):
+            if not np.isfinite(flat[off + i]):
+                return 3, np.empty((0, 2), np.float32), np.empty(0, np.int32), np.empty(0, np.int32)
+        for i in range(L):
+            x0, x1 = min(x0, flat[off + i]), max(x1, flat[off + i])
+            y0, y1 = min(y0, flat[off + L + i]), max(y1, flat[off + L + i])
+            if timed:
+                t0 = min(t0, flat[off + 2 * L + i])
+        if L > 0:
+            lens[ns] = L
+            ns += 1
+        off += k * L
+        a += k
+    sx, sy, scale = (x0, y0, 255.0 / max(x1 - x0, y1 - y0, 1.0)) if fit else (0.0, 0.0, 1.0)
+    xy = np.empty((P, 2), np.float32)
+    t = np.full(P, -1, np.int32)
+    p = a = off = 0
+    for s in range(S):
+        k, L = narr[s], alens[a]
+        for i in range(L):
+            xy[p + i, 0] = (flat[off + i] - sx) * scale
+            xy[p + i, 1] = (flat[off + L + i] - sy) * scale
+            if timed:
+                t[p + i] = np.int32(np.rint(flat[off + 2 * L + i] - t0))
+        p += L
+        off += k * L
+        a += k
+    return 0, xy, t, lens[:ns]
+
+
+@numba.njit(cache=True)
+def _rasterize_one(flat, alens, narr, fit, fids, size, lw, margin, floor, out):
+    """`_unflatten` + `_render` of one drawing in one compiled call (a dispatch costs microseconds)."""
+    err, xy, t, lens = _unflatten(flat, alens, narr, fit)
+    if err == 0:
+        _render(xy, t, lens, np.full(1, lens.shape[0], np.int32), fids, size, lw, margin, floor, out)
+    return err
+
+
+_FLATTEN_ERRORS = {1: "a stroke must be 2 or 3 arrays (xs, ys[, ts])",
+                   2: "a stroke has x, y (and t) arrays of different lengths",
+                   3: "a stroke has a NaN or infinite value"}
+
+
+def _flat_values(strokes: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Python strokes -> (every number in order as float64, length of every array, arrays per stroke)."""
+    try:
+        narr = [len(s) for s in strokes]
+        alens = [len(a) for s in strokes for a in s]
+        # one C-level pass over every number: far cheaper than an array per stroke or a list per axis
+        flat = np.fromiter(chain.from_iterable(chain.from_iterable(strokes)), np.float64, count=sum(alens))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"a drawing must be a list of strokes [xs, ys(, ts)] of numbers: {e}") from None
+    # (Python lists, not numpy reductions, for the bookkeeping: on a few strokes numpy's overhead dominates)
+    return flat, np.array(alens, np.int64), np.array(narr, np.int64)
+
+
+def flatten_strokes(strokes: Sequence, fit: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """`[(xs, ys[, ts]), ...]` -> xy (P, 2) float32, t (P,) int32 ms since the first point or None, stroke_len.
+
+    `fit=True` maps raw canvas pixels into the 0..255 box (top-left aligned, longer side 255).
+    """
+    err, xy, t, lens = _unflatten(*_flat_values(strokes), fit)
+    if err:
+        raise ValueError(_FLATTEN_ERRORS[err])
+    return xy, (t if len(t) and t[0] >= 0 else None), lens
 
 
 @functools.lru_cache(maxsize=64)
@@ -204,15 +308,19 @@ def _spec(size: int, encoding: str, line_width: int, margin: int, antialias: boo
     return RasterSpec(size=size, encoding=encoding, line_width=line_width, margin=margin, antialias=antialias)
 
 
-_ONE = np.ones(1, np.int32)
-
-
 def rasterize(strokes: Sequence, size: int = 64, channels: str = "order3", line_width: int = 2,
-              margin: int = 1, antialias: bool = False) -> np.ndarray:
-    """One drawing (`[(xs, ys[, ts]), ...]` in the simplified 0..255 box) -> (size, size, C) uint8."""
+              margin: int = 1, antialias: bool = False, fit: bool = False) -> np.ndarray:
+    """One drawing `[(xs, ys[, ts]), ...]` -> (size, size, C) uint8.
+
+    Points are in the simplified 0..255 box; with `fit=True` they may be raw canvas pixels and are first
+    mapped into the box (see `flatten_strokes`). Times, when every stroke has them, feed the time channels.
+    """
     spec = _spec(size, channels, line_width, margin, antialias)
-    xy, t, slen = flatten_strokes(strokes)
-    return render_batch(xy, t, slen, _ONE * len(slen), spec)[0]
+    out = _canvas(1, spec)
+    err = _rasterize_one(*_flat_values(strokes), fit, spec.feature_ids(), out.shape[1], *_scaled(spec), out)
+    if err:
+        raise ValueError(_FLATTEN_ERRORS[err])
+    return _downsample(out, spec)[0]
 
 
 def render_drawing(drawing, spec: RasterSpec) -> np.ndarray:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import random
 import subprocess
 import time
 from dataclasses import dataclass
@@ -130,12 +129,16 @@ class Budget:
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].astype(np.int64),
-            "python": repr(random.getstate())}
+    """Global RNG states as tensors/ints (checkpoints are loaded weights_only: no numpy objects)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_pos": int(pos), "numpy_gauss": [int(has_gauss), float(gauss)]}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+                         *state["numpy_gauss"]))
 
 
 def git_commit() -> str:
