@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import random
 import subprocess
 import time
 from dataclasses import dataclass
