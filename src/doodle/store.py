@@ -60,13 +60,18 @@ def fold_of(key_id: np.ndarray, n_folds: int) -> np.ndarray:
 
 
 class ArrayAppender:
-    """Append-only binary files for the store's arrays (one open handle per array)."""
+    """Append-only binary files for the store's arrays (one open handle per array).
 
-    def __init__(self, root: Path, names: list[str]):
+    `sync` flushes them to disk on close (the final store); temporary shards skip it, as it costs more
+    than writing them.
+    """
+
+    def __init__(self, root: Path, names: list[str], sync: bool = True):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.files = {n: open(array_path(self.root, n), "wb") for n in names}
         self.counts = dict.fromkeys(names, 0)
+        self.sync = sync
 
     def append(self, name: str, values: np.ndarray) -> None:
         dtype, tail = ARRAYS[name]
@@ -78,7 +83,8 @@ class ArrayAppender:
     def close(self) -> None:
         for f in self.files.values():
             f.flush()
-            os.fsync(f.fileno())
+            if self.sync:
+                os.fsync(f.fileno())
             f.close()
 
 

@@ -73,7 +73,11 @@ class Drawing:
 
 
 def from_strokes(strokes: Sequence, limits: Limits = DEFAULT_LIMITS) -> Drawing:
-    """Build a Drawing from `[(xs, ys[, ts]), ...]`; validates lengths, finiteness and limits."""
+    """Build a Drawing from `[(xs, ys[, ts]), ...]`; validates lengths, finiteness and limits.
+
+    Coordinates must be numbers (JSON ints or floats); strings, bools and nulls are `bad_number`, even where
+    numpy would convert them. Empty strokes are dropped; a drawing with no point left is `empty_drawing`.
+    """
     if not isinstance(strokes, (list, tuple)):
         raise DrawingError("bad_structure", "a drawing must be a list of strokes")
     if len(strokes) > limits.max_strokes:
@@ -85,12 +89,7 @@ def from_strokes(strokes: Sequence, limits: Limits = DEFAULT_LIMITS) -> Drawing:
         if n_arrays is not None and len(stroke) != n_arrays:
             raise DrawingError("bad_structure", f"stroke {i} mixes timed and untimed arrays")
         n_arrays = len(stroke)
-        try:
-            cols = [np.asarray(a, dtype=np.float64) for a in stroke]
-        except (TypeError, ValueError, OverflowError) as e:
-            raise DrawingError("bad_number", f"stroke {i}: {e}") from None
-        if any(c.ndim != 1 for c in cols):
-            raise DrawingError("bad_structure", f"stroke {i}: coordinates must be flat lists")
+        cols = [_numbers(a, i) for a in stroke]
         if len({len(c) for c in cols}) != 1:
             raise DrawingError("length_mismatch", f"stroke {i}: x/y/t have lengths {[len(c) for c in cols]}")
         if len(cols[0]) == 0:
@@ -110,6 +109,25 @@ def from_strokes(strokes: Sequence, limits: Limits = DEFAULT_LIMITS) -> Drawing:
         raise DrawingError("out_of_range", "coordinate beyond 1e7")
     t = stacked[2].astype(np.float64) if n_arrays == 3 else None
     return Drawing(xy.astype(np.float32), ends, t)
+
+
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
+def _numbers(values, stroke: int) -> np.ndarray:
+    """One coordinate array as float64: a flat list (or 1-D array) of real numbers; bools and strings are not."""
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        numbers = values.dtype.kind in "iuf"
+    elif isinstance(values, (list, tuple)):
+        numbers = all(issubclass(t, _NUMBER_TYPES) and t is not bool for t in set(map(type, values)))
+    else:
+        raise DrawingError("bad_structure", f"stroke {stroke}: coordinates must be flat lists")
+    if not numbers:
+        raise DrawingError("bad_number", f"stroke {stroke}: coordinates must be numbers")
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        raise DrawingError("out_of_range", f"stroke {stroke}: coordinate beyond 1e7") from None
 
 
 def check_simplified(d: Drawing) -> Drawing:
@@ -161,10 +179,14 @@ class Record:
 
 def parse_key_id(value) -> int:
     """Google/Kaggle key_id: a non-negative integer of at most 19 digits (string or number)."""
-    if isinstance(value, bool):
-        raise DrawingError("bad_key_id", repr(value)[:40])
-    s = str(value).strip()
-    if not s.isdigit() or len(s) > 19 or int(s) >= 2**63:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < 2**63:
+            raise DrawingError("bad_key_id", "outside 0 .. 2**63-1")
+        return value
+    if not isinstance(value, str):  # never str() a whole nested object
+        raise DrawingError("bad_key_id", f"a {type(value).__name__}, not digits")
+    s = value.strip()
+    if not (s.isascii() and s.isdigit()) or len(s) > 19 or int(s) >= 2**63:  # isdigit alone takes "²"
         raise DrawingError("bad_key_id", repr(value)[:40])
     return int(s)
 
@@ -179,7 +201,7 @@ def parse_ndjson_line(line: str | bytes, limits: Limits = DEFAULT_LIMITS, simpli
     key_id = parse_key_id(obj.get("key_id", ""))
     word = obj.get("word")
     if word is not None and not isinstance(word, str):
-        raise DrawingError("bad_word", repr(word)[:40])
+        raise DrawingError("bad_word", f"a {type(word).__name__}, not text")
     d = from_strokes(obj["drawing"], limits)
     raw = d.t is not None
     if raw and simplify:
@@ -187,14 +209,22 @@ def parse_ndjson_line(line: str | bytes, limits: Limits = DEFAULT_LIMITS, simpli
     elif not raw:
         check_simplified(d)
     rec = obj.get("recognized")
-    return Record(key_id, word, d, str(obj.get("countrycode", "") or ""),
-                  rec if isinstance(rec, bool) else None, str(obj.get("timestamp", "") or ""), raw)
+    return Record(key_id, word, d, _text(obj.get("countrycode")), rec if isinstance(rec, bool) else None,
+                  _text(obj.get("timestamp")), raw)
+
+
+def _text(value) -> str:
+    """A metadata field as text: strings and numbers as written, anything else (null, lists...) as ''."""
+    return value if isinstance(value, str) else str(value) if isinstance(value, (int, float)) else ""
 
 
 def _resample(xy: np.ndarray, t: np.ndarray, spacing: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Points every `spacing` pixels along a polyline (plus its last point), times interpolated."""
+    """Points every `spacing` pixels along a polyline (plus its last point), times interpolated.
+
+    A single point comes back twice, as in Google's simplified files, where every dot is a 2-point stroke.
+    """
     if len(xy) < 2:
-        return xy, t
+        return np.repeat(xy, 2, axis=0), np.repeat(t, 2)
     seg = np.hypot(*np.diff(xy, axis=0).T)
     dist = np.concatenate([[0.0], np.cumsum(seg)])
     if dist[-1] == 0:
@@ -206,7 +236,9 @@ def _resample(xy: np.ndarray, t: np.ndarray, spacing: float = 1.0) -> tuple[np.n
     keep = np.concatenate([[True], seg > 0])
     d = dist[keep]
     out = np.stack([np.interp(at, d, xy[keep, 0]), np.interp(at, d, xy[keep, 1])], axis=1)
-    return out, np.interp(at, d, t[keep])
+    out_t = np.interp(at, d, t[keep])
+    out_t[-1] = t[-1]  # the stroke ends when the pen lifts, even if it rested on its last point
+    return out, out_t
 
 
 def rdp_indices(pts: np.ndarray, epsilon: float) -> np.ndarray:
@@ -269,17 +301,25 @@ def simplify_raw(d: Drawing, epsilon: float = 2.0) -> Drawing:
 _CANVAS_SAMPLES_PER_CURVE = 8
 
 
-def _path_points(path: list) -> list[tuple[float, float]]:
-    """fabric.js path commands (M, L, Q) -> polyline points; quadratic curves are sampled."""
+def _canvas_number(value, what: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise DrawingError("bad_number", f"{what}: expected a number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float64
+        raise DrawingError("out_of_range", f"{what}: number too large") from None
+
+
+def _path_points(path, budget: int) -> list[tuple[float, float]]:
+    """fabric.js path commands (M, L, Q) -> polyline points (at most `budget`); quadratic curves are sampled."""
+    if not isinstance(path, list):
+        raise DrawingError("bad_structure", "a canvas path must be a list of commands")
     pts: list[tuple[float, float]] = []
     for cmd in path:
         if not isinstance(cmd, (list, tuple)) or not cmd or not isinstance(cmd[0], str):
             raise DrawingError("bad_structure", "a canvas path command must be [letter, numbers...]")
-        op, args = cmd[0].upper(), cmd[1:]
-        try:
-            nums = [float(a) for a in args]
-        except (TypeError, ValueError):
-            raise DrawingError("bad_number", f"canvas command {op}") from None
+        op = cmd[0].upper()[:8]
+        nums = [_canvas_number(a, f"canvas command {op}") for a in cmd[1:]]
         if op in ("M", "L") and len(nums) == 2:
             pts.append((nums[0], nums[1]))
         elif op == "Q" and len(nums) == 4 and pts:
@@ -290,6 +330,8 @@ def _path_points(path: list) -> list[tuple[float, float]]:
                             (1 - u) ** 2 * y0 + 2 * (1 - u) * u * cy + u * u * y1))
         else:
             raise DrawingError("bad_structure", f"unsupported canvas command {op} with {len(nums)} numbers")
+        if len(pts) > budget:
+            raise DrawingError("too_many_points", "canvas paths hold too many points")
     return pts
 
 
@@ -299,6 +341,7 @@ def parse_canvas(data, limits: Limits = DEFAULT_LIMITS, times: Sequence[float] |
     Each `path` object is one stroke, in the order it was drawn. The canvas records no time, so the page
     passes `times` (ms at which each stroke arrived); points inside a stroke are spread evenly between the
     stroke's arrival and the next one's, which keeps stroke order and pace as the time channels expect.
+    Both come from a browser, so anything malformed is a DrawingError, like the other parsers.
     """
     if isinstance(data, (str, bytes)):
         data = _loads(data, limits)
@@ -307,18 +350,22 @@ def parse_canvas(data, limits: Limits = DEFAULT_LIMITS, times: Sequence[float] |
     objects = data.get("objects", [])
     if not isinstance(objects, list):
         raise DrawingError("bad_structure", "canvas 'objects' must be a list")
+    if times is not None and not isinstance(times, (list, tuple, np.ndarray)):
+        raise DrawingError("bad_structure", "stroke times must be a list of numbers")
+    times = None if times is None else [_canvas_number(t, "stroke time") for t in list(times)[: limits.max_strokes + 1]]
     paths = [o for o in objects if isinstance(o, dict) and o.get("type") == "path"]
     if len(paths) > limits.max_strokes:
         raise DrawingError("too_many_strokes", f"{len(paths)} > {limits.max_strokes}")
-    strokes = []
+    strokes, budget = [], limits.max_points
     for k, obj in enumerate(paths):
-        pts = _path_points(obj.get("path") or [])
+        pts = _path_points(obj.get("path") or [], budget)
+        budget -= len(pts)
         if not pts:
             continue
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        t0 = float(times[k]) if times is not None and k < len(times) else 1000.0 * k
-        t1 = float(times[k + 1]) if times is not None and k + 1 < len(times) else t0 + 10.0 * len(pts)
-        step = max(t1 - t0, 1.0) / max(len(pts), 1)
+        t0 = times[k] if times is not None and k < len(times) else 1000.0 * k
+        t1 = times[k + 1] if times is not None and k + 1 < len(times) else t0 + 10.0 * len(pts)
+        step = max(t1 - t0, 1.0) / len(pts)
         strokes.append([xs, ys, [t0 + step * i for i in range(len(pts))]])
     return from_strokes(strokes, limits)
 

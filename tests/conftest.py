@@ -1,0 +1,73 @@
+"""Shared fixtures: the bundled sample (input/sample/), Kaggle-format files written on the fly, and one
+prepared sample store per session (tests read it and must not write into it).
+
+The doodle modules are imported inside the fixtures, so test files that need none of them stay light.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "input" / "sample"
+KAGGLE_HEADER = ["countrycode", "drawing", "key_id", "recognized", "timestamp", "word"]
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The bundled 27-class sample: train_simplified/*.csv, raw/*.ndjson, test_simplified.csv, test_labels.csv."""
+    assert (SAMPLE / "classes.txt").is_file(), f"{SAMPLE} is missing; it ships with the repository"
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def sample_classes(sample_dir) -> list[str]:
+    return [w for w in (sample_dir / "classes.txt").read_text().splitlines() if w]
+
+
+@pytest.fixture(scope="session")
+def make_opts(sample_classes) -> Callable:
+    """PrepareOptions for the sample classes (or `classes`), with Google's 345 words as the known ones."""
+    from doodle import resources
+    from doodle.prepare import PrepareOptions
+
+    def make(classes: list[str] | None = None, **kw) -> PrepareOptions:
+        return PrepareOptions(classes=list(classes or sample_classes), all_known=set(resources.google_classes()),
+                              **kw)
+    return make
+
+
+def kaggle_row(key_id, word, strokes, countrycode="US", recognized="True",
+               timestamp="2017-03-01 12:00:00.000000") -> dict:
+    """One Kaggle train row; `strokes` is a list of [xs, ys] or a ready-made drawing string."""
+    drawing = strokes if isinstance(strokes, str) else json.dumps(strokes, separators=(", ", ": "))
+    return {"countrycode": countrycode, "drawing": drawing, "key_id": str(key_id),
+            "recognized": recognized, "timestamp": timestamp, "word": word}
+
+
+@pytest.fixture
+def write_kaggle_csv() -> Callable[..., Path]:
+    """Write rows (dicts from `kaggle_row`) as a Kaggle CSV the way Kaggle quotes it (only the drawing)."""
+    def write(path: Path, rows: list[dict], header: list[str] = KAGGLE_HEADER) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, header, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+        return path
+    return write
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory, sample_dir, make_opts) -> tuple[Path, dict]:
+    """The sample's train CSVs and raw ndjson prepared once (read-only for tests): (store folder, summary)."""
+    from doodle.prepare import prepare
+
+    out = tmp_path_factory.mktemp("sample_store") / "store"
+    summary = prepare([sample_dir / "train_simplified", sample_dir / "raw"], out, make_opts())
+    return out, summary
