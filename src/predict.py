@@ -22,13 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from doodle import cli  # noqa: E402
-from doodle.augment import Points  # noqa: E402
-from doodle.inference import batch_points, input_files, iter_batches, load_run, predict_points  # noqa: E402
+from doodle.data import BatchDataset, MemoryDrawings, fixed_batches, make_loader  # noqa: E402
+from doodle.engine import evaluate  # noqa: E402
+from doodle.inference import input_files, load_run  # noqa: E402
 from doodle.metrics import accuracy, map_at_k  # noqa: E402
+from doodle.readers import Batch, concat_batches, read_file  # noqa: E402
 from doodle.rundir import save_logits  # noqa: E402
+from doodle.strokes import DEFAULT_LIMITS  # noqa: E402
 from doodle.submission import to_submission, write_submission  # noqa: E402
 from doodle.training import resolve_device  # noqa: E402
 
@@ -44,44 +46,55 @@ def parse_args(argv):
     p.add_argument("--tta", choices=["none", "flip"], default="none")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers rendering the drawings")
     p.add_argument("--out", type=Path, help="submission CSV (default submissions/<run>_fold<k>.csv)")
     p.add_argument("--logits", type=Path, help="logits file (default <run>/test_logits.npz)")
     return cli.add_debug_flag(p).parse_args(argv)
 
 
-def empty_points(n: int) -> Points:
-    return Points(np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(n, np.int32))
+def blank_rows(rejects: list) -> Batch:
+    """Rows with no strokes for rejected drawings whose key_id is usable."""
+    n = len(rejects)
+    return Batch(np.array([int(r.key_id) for r in rejects], np.int64), [None] * n, [""] * n,
+                 np.full(n, -1, np.int8), [""] * n, np.array([r.line for r in rejects], np.int64),
+                 np.zeros((0, 2), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(n, np.int32),
+                 np.zeros(n, bool))
 
 
-def _reject_keys(rejects) -> list[int]:
-    return [int(r.key_id) for r in rejects if r.key_id.isdigit() and len(r.key_id) <= 18]
-
-
-def run_predictions(lr, files, batch_size: int, tta: str, reject_log: Path) -> tuple[np.ndarray, np.ndarray, list]:
-    """Logits, key_ids and words (None when unlabelled) for every row; broken drawings predicted blank."""
-    logits, keys, words, n_bad = [], [], [], 0
+def read_inputs(files: list[Path], reject_log: Path) -> Batch:
+    """Every row of the files in memory; rows with a broken drawing but a usable key_id become empty
+    drawings (predicted from a blank canvas, so the submission keeps every key_id)."""
+    parts, n_bad = [], 0
     with open(reject_log, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "line", "key_id", "reason", "detail"])
-        for batch, rejects, path in tqdm(iter_batches(files, batch_size), desc="predict", unit="batch"):
-            for r in rejects:
-                w.writerow([str(path), r.line, r.key_id, r.reason, r.detail])
-            blank = _reject_keys(rejects)
-            n_bad += len(rejects)
-            if len(batch):
-                logits.append(predict_points(lr, batch_points(batch), tta))
-                keys.append(batch.key_id)
-                words += batch.word
-            if blank:
-                logits.append(predict_points(lr, empty_points(len(blank)), tta))
-                keys.append(np.array(blank, np.int64))
-                words += [None] * len(blank)
+        for path in files:
+            for batch, rejects in read_file(path, DEFAULT_LIMITS):
+                parts.append(batch)
+                for r in rejects:
+                    w.writerow([str(path), r.line, r.key_id, r.reason, r.detail])
+                n_bad += len(rejects)
+                blank = [r for r in rejects if r.key_id.isdigit() and len(r.key_id) <= 18]
+                if blank:
+                    parts.append(blank_rows(blank))
     if n_bad:
-        log.warning("%d rows had unusable drawings or ids (see %s); those with a key_id were predicted from an "
+        log.warning("%d rows had unusable drawings or ids (see %s); those with a key_id are predicted from an "
                     "empty canvas", n_bad, reject_log)
-    if not keys:
+    merged = concat_batches(parts) if parts else None
+    if merged is None or len(merged) == 0:
         raise cli.UserError(f"no drawings could be read from {', '.join(map(str, files))}")
-    return np.concatenate(logits), np.concatenate(keys), words
+    return merged
+
+
+def run_predictions(lr, batch: Batch, batch_size: int, tta: str, workers: int) -> np.ndarray:
+    """Logits for every row of `batch`, rendered by the training dataset code in DataLoader workers."""
+    src = MemoryDrawings(batch)
+    order = fixed_batches(np.arange(len(src)), batch_size)
+    loaders = [make_loader(BatchDataset(src, None, lr.cfg, lr.input_kind, flip=f), order, workers)
+               for f in ([False, True] if tta == "flip" else [False])]
+    out = evaluate(lr.model, loaders, lr.device, lr.precision, channels_last=False)
+    assert np.array_equal(out["key_id"], batch.key_id), "prediction order lost"
+    return out["logits"]
 
 
 def score(logits, keys, words, classes, labels: Path | None) -> dict:
@@ -108,8 +121,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
     lr = load_run(args.run, resolve_device(args.device))
-    files = input_files(args.test)
-    logits, keys, words = run_predictions(lr, files, args.batch_size, args.tta, lr.run.root / "predict_rejects.csv")
+    batch = read_inputs(input_files(args.test), lr.run.root / "predict_rejects.csv")
+    logits = run_predictions(lr, batch, args.batch_size, args.tta, args.workers)
+    keys, words = batch.key_id, batch.word
     _, first = np.unique(keys, return_index=True)
     if len(first) < len(keys):
         log.warning("%d repeated key_ids in %s: keeping the first of each", len(keys) - len(first), args.test)

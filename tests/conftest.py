@@ -12,6 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Fuzz tests explore a fixed set of cases in CI (reproducible failures, no flakes); set
+# HYPOTHESIS_PROFILE=explore to draw fresh random cases locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "input" / "sample"

@@ -193,3 +193,22 @@ def test_cli_errors_are_one_line(sample_store, tmp_path):
         last = res.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and message in last, (extra, last)
         assert "Traceback" not in res.stderr
+
+
+def test_predict_keeps_rows_with_broken_drawings(sample_store, tmp_path):
+    """A test row whose drawing is broken still gets a prediction (blank canvas) and is listed in the rejects."""
+    train = load_tool(ROOT / "src/train.py")
+    assert train.main(tiny_args(sample_store, tmp_path / "out", "--set", "train.epochs=1")) == 0
+    test = tmp_path / "test.csv"
+    good = (ROOT / "input/sample/test_simplified.csv").read_text().splitlines()[:4]
+    test.write_text("\n".join(good + ['123,US,"[[[1, 2], [3]]]"', 'abc,US,"[[[1, 2], [3, 4]]]"']) + "\n")
+    predict = load_tool(ROOT / "src/predict.py")
+    sub = tmp_path / "sub.csv"
+    run = tmp_path / "out/demo/fold0"
+    assert predict.main(["--run", str(run), "--test", str(test), "--out", str(sub), "--device", "cpu",
+                         "--tta", "flip", "--workers", "2"]) == 0
+    keys = [ln.split(",")[0] for ln in sub.read_text().splitlines()[1:]]
+    assert len(keys) == 4 and "123" in keys and "abc" not in keys
+    rejects = (run / "predict_rejects.csv").read_text().splitlines()
+    reasons = sorted(r.split(",")[3] for r in rejects[1:])
+    assert reasons == ["bad_key_id", "length_mismatch"]

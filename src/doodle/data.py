@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,8 +19,9 @@ from doodle.augment import Points, StrokeAugment, apply_albumentations, build_al
 from doodle.config import Config
 from doodle.prepare import load_class_list
 from doodle.raster import RasterSpec, render_batch
+from doodle.readers import Batch
 from doodle.sequence import encode_sequences
-from doodle.store import Store
+from doodle.store import Store, ranges
 
 
 def raster_spec(cfg: Config) -> RasterSpec:
@@ -151,10 +151,32 @@ class QuotaSampler(Sampler):
         return math.ceil(total / chunk) if total else 0
 
 
-class BatchDataset(Dataset):
-    """`dataset[list_of_store_indices]` -> a whole model-ready batch (images or sequences)."""
+class MemoryDrawings:
+    """Drawings read from files (e.g. Kaggle's unlabelled test CSV) with the Store's gather interface."""
 
-    def __init__(self, store: Store, split: Split, cfg: Config, input_kind: str = "image",
+    def __init__(self, batch: Batch):
+        self.batch = batch
+        self.key_id = batch.key_id
+        self.st_off = np.concatenate([[0], np.cumsum(batch.n_strokes, dtype=np.int64)])
+        self.pt_off = np.concatenate([[0], np.cumsum(batch.stroke_len, dtype=np.int64)])[self.st_off]
+
+    def __len__(self) -> int:
+        return len(self.key_id)
+
+    def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        b = self.batch
+        pts = ranges(self.pt_off[idx], self.pt_off[idx + 1])
+        return b.xy[pts], b.t[pts], b.stroke_len[ranges(self.st_off[idx], self.st_off[idx + 1])], b.n_strokes[idx]
+
+
+class BatchDataset(Dataset):
+    """`dataset[list_of_indices]` -> a whole model-ready batch (images or sequences).
+
+    The source is a Store (training / validation, `split` gives targets) or MemoryDrawings (prediction,
+    `split=None`: no targets).
+    """
+
+    def __init__(self, store: Store | MemoryDrawings, split: Split | None, cfg: Config, input_kind: str = "image",
                  train: bool = False, seed: int = 0, flip: bool = False):
         self.store, self.split, self.cfg = store, split, cfg
         self.input_kind, self.train, self.seed, self.flip = input_kind, train, seed, flip
@@ -174,8 +196,9 @@ class BatchDataset(Dataset):
             pts = self.augment(pts, rng)
         if self.flip:
             pts = flip_x(pts)
-        out = {"target": torch.from_numpy(self.split.targets(self.store, idx)),
-               "key_id": torch.from_numpy(np.asarray(self.store.key_id[idx]))}
+        out = {"key_id": torch.from_numpy(np.asarray(self.store.key_id[idx]))}
+        if self.split is not None:
+            out["target"] = torch.from_numpy(self.split.targets(self.store, idx))
         out.update(make_inputs(pts, self.cfg, self.spec, self.input_kind, self.albu))
         return out
 
@@ -205,6 +228,3 @@ def make_loader(dataset: Dataset, batches, num_workers: int, seed: int = 0) -> D
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
                       pin_memory=torch.cuda.is_available(), generator=g, **kwargs)
 
-
-def open_store(path: str | Path) -> Store:
-    return Store(path)

@@ -6,7 +6,6 @@ Used by src/predict.py, the drawing page and the tools, so all of them render ex
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +19,8 @@ from doodle.data import make_inputs, raster_spec
 from doodle.engine import Precision, forward, resolve_precision, to_input
 from doodle.models import build_model, input_kind_of
 from doodle.raster import RasterSpec
-from doodle.readers import FORMATS, Batch, read_file
+from doodle.readers import FORMATS, Batch
 from doodle.rundir import CheckpointError, RunDir, load_checkpoint
-from doodle.strokes import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +106,3 @@ def input_files(path: str | Path) -> list[Path]:
         if files:
             return files
     raise FileNotFoundError(f"{path}: no such drawing file, or no .csv/.ndjson files in that folder")
-
-
-def iter_batches(paths: list[Path], batch_size: int, limits: Limits = DEFAULT_LIMITS
-                 ) -> Iterator[tuple[Batch, list, Path]]:
-    """Chunks of at most `batch_size` drawings from the files, each with the rejected rows read with it."""
-    for path in paths:
-        for batch, rejects in read_file(path, limits, chunk_bytes=1 << 20):
-            n = len(batch)
-            for a in range(0, max(n, 1), batch_size):
-                keep = np.zeros(n, bool)
-                keep[a : a + batch_size] = True
-                yield batch.select(keep), (rejects if a == 0 else []), path

@@ -227,7 +227,7 @@ def _resample(xy: np.ndarray, t: np.ndarray, spacing: float = 1.0) -> tuple[np.n
         return np.repeat(xy, 2, axis=0), np.repeat(t, 2)
     seg = np.hypot(*np.diff(xy, axis=0).T)
     dist = np.concatenate([[0.0], np.cumsum(seg)])
-    if dist[-1] == 0:
+    if dist[-1] < 1e-6:  # a dot (or a numerically zero stroke)
         return xy, t  # a dot: Google keeps its points as they are
     at = np.arange(0.0, dist[-1], spacing)
     if dist[-1] - at[-1] > 1e-9:
@@ -353,7 +353,7 @@ def parse_canvas(data, limits: Limits = DEFAULT_LIMITS, times: Sequence[float] |
     if times is not None and not isinstance(times, (list, tuple, np.ndarray)):
         raise DrawingError("bad_structure", "stroke times must be a list of numbers")
     times = None if times is None else [_canvas_number(t, "stroke time") for t in list(times)[: limits.max_strokes + 1]]
-    paths = [o for o in objects if isinstance(o, dict) and o.get("type") == "path"]
+    paths = [o for o in objects if isinstance(o, dict) and str(o.get("type", "")).lower() == "path"]
     if len(paths) > limits.max_strokes:
         raise DrawingError("too_many_strokes", f"{len(paths)} > {limits.max_strokes}")
     strokes, budget = [], limits.max_points
