@@ -73,6 +73,7 @@ class ModelCfg:
 class SeqCfg:
     max_points: int = 256  # cap on points per drawing (longer ones are evenly subsampled)
     time: bool = True  # add dt as a channel when the drawing has time
+    point_dropout: float = 0.0  # training only: drop each point that does not start a stroke
 
 
 @dataclass

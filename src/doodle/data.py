@@ -199,14 +199,16 @@ class BatchDataset(Dataset):
         out = {"key_id": torch.from_numpy(np.asarray(self.store.key_id[idx]))}
         if self.split is not None:
             out["target"] = torch.from_numpy(self.split.targets(self.store, idx))
-        out.update(make_inputs(pts, self.cfg, self.spec, self.input_kind, self.albu))
+        out.update(make_inputs(pts, self.cfg, self.spec, self.input_kind, self.albu, rng))
         return out
 
 
-def make_inputs(pts: Points, cfg: Config, spec: RasterSpec, input_kind: str, albu=None) -> dict:
+def make_inputs(pts: Points, cfg: Config, spec: RasterSpec, input_kind: str, albu=None,
+                rng: np.random.Generator | None = None) -> dict:
     """Points -> model inputs: {'image': uint8 (B,H,W,C)} or {'seq': float (B,L,F), 'seq_len': (B,)}."""
     if input_kind == "sequence":
-        seq, lengths = encode_sequences(pts, cfg.seq.max_points, cfg.seq.time)
+        drop = cfg.seq.point_dropout if rng is not None else 0.0  # rng only when training
+        seq, lengths = encode_sequences(pts, cfg.seq.max_points, cfg.seq.time, drop, rng)
         return {"seq": torch.from_numpy(seq), "seq_len": torch.from_numpy(lengths)}
     images = render_batch(pts.xy, pts.t, pts.stroke_len, pts.n_strokes, spec)
     return {"image": torch.from_numpy(apply_albumentations(albu, images))}
