@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The reference experiments on real drawings (README "Results"), every variant at the same CPU budget.
+#
+#   bash tools/reference.sh            # 15 CPU minutes per variant (MIN), 10 for the timing pair (TMIN)
+#   MIN=5 TMIN=3 bash tools/reference.sh
+#
+# 1. The 27 classes of the shared Quick, Draw! copy with >= 120 Google-simplified drawings (the words of
+#    input/sample/classes.txt) -> input/store27; fold 0, validation capped at 40 drawings per class.
+#    Variants: grey 1-channel uniform (public-kernel baseline), 3 time-encoded channels uniform, the same
+#    with accuracy-driven resampling, the stroke-sequence GRU; then ensembles by mean and by stacking.
+# 2. Real-time channels vs order-only channels on the drawings that have raw timing (raw/, 340 classes).
+# Outputs: outputs/ref27/<variant>/fold0, outputs/ref27-raw/<variant>/fold0, comparison.md in each,
+# and the ensembles' reports next to submissions/ref27_*.csv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SHARED=${SHARED:-../shared/data/quickdraw}
+MIN=${MIN:-15}
+TMIN=${TMIN:-10}
+export PYTHONPATH=src HF_HUB_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1
+
+# train CFG STORE PER_CLASS VAL_CAP MINUTES OUT: the GPU recipe with CPU-friendly overrides (64 px,
+# batch 128, no EMA: too few steps for it); the wall-clock budget also drives the cosine schedule.
+train() {
+    [ -f "$6/$1/fold0/summary.json" ] && return 0
+    $PY src/train.py --cfg "configs/$1.yaml" --fold 0 --out "$6" --overwrite --no-progress \
+        --set data.store="$2" --set data.img_size=64 --set raster.line_width=2 \
+        --set data.per_class="$3" --set data.val_per_class="$4" --set data.num_workers=2 \
+        --set train.batch_size=128 --set train.ema=false --set train.epochs=60 \
+        --set train.warmup_epochs=0.5 --set train.max_minutes="$5"
+}
+
+[ -f input/store27/store.json ] || $PY tools/prepare.py --src "$SHARED/train_simplified" \
+    --classes input/sample/classes.txt --out input/store27
+for cfg in r18_grey r18_uniform r18_boost seq_gru; do
+    train "$cfg" input/store27 400 40 "$MIN" outputs/ref27
+done
+for method in prob_mean stack; do
+    $PY tools/ensemble.py outputs/ref27/r18_uniform outputs/ref27/r18_boost outputs/ref27/seq_gru \
+        --method "$method" --out "submissions/ref27_$method.csv"
+done
+$PY tools/compare.py outputs/ref27/* --out outputs/ref27/comparison.md
+
+[ -f input/store_raw/store.json ] || $PY tools/prepare.py --src "$SHARED/raw" --out input/store_raw
+for cfg in r18_uniform r18_time; do
+    train "$cfg" input/store_raw 30 0 "$TMIN" outputs/ref27-raw
+done
+$PY tools/compare.py outputs/ref27-raw/* --out outputs/ref27-raw/comparison.md
