@@ -13,6 +13,7 @@ import argparse
 import importlib
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,8 +36,10 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer drawings and repeats (smoke run)")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
-    names = BENCHES if args.bench == "all" else [args.bench]
-    for name in names:
+    if args.bench == "all":  # each in its own process: benches set thread counts and warm caches
+        rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "all"]
+        return max(subprocess.run([sys.executable, __file__, name, *rest]).returncode for name in BENCHES)
+    for name in [args.bench]:
         mod = importlib.import_module(f"benchmarks.{name}")
         for row in mod.run(args):
             print(json.dumps({"bench": row.pop("bench", name), **row}), flush=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then os.replace: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -122,13 +125,18 @@ def load_checkpoint(path: Path, classes: list[str] | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (not a torch zip archive)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"checkpoint {path} refused: it holds objects that are not plain weights "
-                              f"(weights_only loading; {str(e).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({str(e).splitlines()[0][:120]})") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"checkpoint {path} refused: it holds objects that are not plain weights{what}; "
+                              "weights_only loading never runs code from a checkpoint") from None
+    except Exception as e:  # noqa: BLE001 - any other failure of a zip that torch cannot read: corrupt
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:100] if str(e) else ''})") from None
     if not isinstance(state, dict) or "model" not in state or "classes" not in state:
         raise CheckpointError(f"checkpoint {path} is not a doodle checkpoint (no model/classes entries)")
     if classes is not None and list(state["classes"]) != list(classes):
