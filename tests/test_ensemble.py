@@ -278,3 +278,16 @@ def test_submit_without_credentials_says_how_to_provide_them(tmp_path, kaggle_te
     code, err = run_cli("submit", [str(good), "-m", "test", "--test", str(kaggle_test)], capsys)
     assert code == 2 and len(err) == 1
     assert "no Kaggle credentials" in err[0] and "KAGGLE_USERNAME and KAGGLE_KEY" in err[0]
+
+
+def test_prob_correlation_is_one_for_twins_and_lower_for_independent_members():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(200, 10))
+    keys = np.arange(200)
+    classes = [f"c{i}" for i in range(10)]
+    target = rng.integers(0, 10, 200)
+    twins = ens.align_members([{"logits": base, "key_id": keys, "classes": classes, "target": target}] * 2)
+    assert ens.prob_correlation(twins) == [[1.0, 1.0], [1.0, 1.0]]
+    other = {"logits": rng.normal(size=(200, 10)), "key_id": keys, "classes": classes, "target": target}
+    mixed = ens.align_members([{"logits": base, "key_id": keys, "classes": classes, "target": target}, other])
+    assert abs(ens.prob_correlation(mixed)[0][1]) < 0.5

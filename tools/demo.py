@@ -42,14 +42,15 @@ def main(argv=None) -> int:
     step("prepare the bundled sample", ["tools/prepare.py", "--src", str(SAMPLE / "train_simplified"),
                                         str(SAMPLE / "raw"), "--out", args.store])
     out_root, name = str(Path(args.run).parent), Path(args.run).name
-    val = {}
+    val, test_scores = {}, {}
     for fold in args.folds:
         extra = ["--set", f"train.max_minutes={args.minutes}"] if args.minutes is not None else []
         val[fold] = step(f"train fold {fold}", ["src/train.py", "--cfg", "configs/demo.yaml", "--fold", str(fold),
                                                 "--out", out_root, "--name", name, "--overwrite",
                                                 "--set", f"data.store={args.store}", *extra])
-        step(f"predict the sample test file with fold {fold}",
-             ["src/predict.py", "--run", f"{args.run}/fold{fold}", "--test", test, "--labels", labels])
+        test_scores[fold] = step(f"predict the sample test file with fold {fold}",
+                                 ["src/predict.py", "--run", f"{args.run}/fold{fold}", "--test", test,
+                                  "--labels", labels])
     sub = f"submissions/{name}_ensemble.csv"
     ens = step("ensemble the folds", ["tools/ensemble.py", args.run, "--out", sub, "--test", test])
     step("validate the submission (dry run of tools/submit.py)",
@@ -57,9 +58,12 @@ def main(argv=None) -> int:
     print("\n==> demo finished in %.1f min" % ((time.perf_counter() - t0) / 60))
     for fold, v in val.items():
         print(f"    fold {fold}: validation MAP@3 {v.get('val/map3', float('nan')):.4f}  "
-              f"acc@1 {v.get('val/acc1', float('nan')):.4f}")
+              f"acc@1 {v.get('val/acc1', float('nan')):.4f}   sample test MAP@3 "
+              f"{test_scores[fold].get('map3', float('nan')):.4f} (270 unseen drawings)")
     if ens:
-        print(f"    ensemble report: {json.dumps(ens)[:300]}")
+        blend = ens["scores"]["blend"]
+        print(f"    ensemble of folds {args.folds}: out-of-fold MAP@3 {blend['val/map3']:.4f} on "
+              f"{ens['val_rows']} drawings ({ens['method']})")
     print(f"    submission: {sub}")
     print("    open the drawing page: .venv/bin/streamlit run src/app.py  (then http://localhost:8501)")
     return 0

@@ -196,7 +196,7 @@ def main(argv=None) -> int:
                 **summarize(ens.softmax(x), aligned.target)} for r, x in zip(runs, aligned.logits, strict=True)]
     scores, probs, target, model = val_scores(aligned, args, weights)
     report = {"method": args.method, "weights": weights, "members": members, "val_rows": len(aligned.key_id),
-              "scores": scores, "submission": None}
+              "scores": scores, "prob_correlation": ens.prob_correlation(aligned), "submission": None}
     for m in members:
         log.info("member %s: val/map3 %.4f val/acc1 %.4f", m["name"], m["val/map3"], m["val/acc1"])
     log.info("blend (%s): val/map3 %.4f val/acc1 %.4f", args.method, scores["blend"]["val/map3"],
@@ -207,7 +207,9 @@ def main(argv=None) -> int:
                  report["balance"]["after"]["val/map3"])
     test = test_probs(runs, args, weights, model)
     if test is None:
-        log.warning("no member has test logits: no CSV written")
+        log.warning("no member has test logits: no CSV written; report in %s", out.with_suffix(".json"))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     else:
         write_outputs(out, test, report, test_csv)
     print(json.dumps(report))

@@ -207,3 +207,9 @@ def balanced_subset(target: np.ndarray, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     keep = [rng.choice(np.flatnonzero(target == k), counts.min(), replace=False) for k in seen]
     return np.sort(np.concatenate(keep))
+
+
+def prob_correlation(aligned: Aligned) -> list[list[float]]:
+    """Pearson correlation between members' probabilities (all rows x classes, flattened): how alike they err."""
+    flat = np.stack([softmax(x).ravel() for x in aligned.logits])
+    return np.round(np.corrcoef(flat), 4).tolist()
