@@ -39,12 +39,17 @@ def compare(paths: list[Path]) -> list[dict]:
     """One row per run (see `reporting.run_row`), sorted by mean MAP@3, best first."""
     rows = []
     for path in paths:
+        if path.is_file():  # `outputs/*` also matches files such as a comparison.md
+            logging.getLogger("compare").warning("skipping %s: a file, not a run folder", path)
+            continue
         run = rep.load_run(path)
         rows.append(rep.run_row(run, rep.oof_logits(run) if len(run.folds) > 1 else None))
     names = [r["run"] for r in rows]
     for r in rows:
         if names.count(r["run"]) > 1:  # two runs/demo from different output roots: show the paths
             r["run"] = r["path"]
+    if not rows:
+        raise cli.UserError("no run folders among the arguments")
     return sorted(rows, key=lambda r: -r["map3"])
 
 

@@ -157,6 +157,8 @@ def _mean(values) -> float:
 
 def run_row(run: Run, oof: dict | None) -> dict:
     """One line of the comparison: quality (mean over folds, OOF), cost per fold, and the settings."""
+    from doodle.models import input_kind_of  # torch + timm: only when a table is made
+
     s = [f.summary for f in run.folds]
     cfg = run.cfg
     devices = sorted({f"{x.get('device', '?')}" + (f" x{x['world_size']}" if x.get("world_size", 1) > 1 else "")
@@ -167,7 +169,8 @@ def run_row(run: Run, oof: dict | None) -> dict:
            "images_seen": _mean(x["images_seen"] for x in s),
            "wall_minutes": _mean(x["wall_seconds"] for x in s) / 60,
            "images_per_second": _mean(x["train_images_per_second"] for x in s), "device": ", ".join(devices),
-           "encoding": f"{cfg.raster.encoding} {cfg.data.img_size}px",
+           "encoding": (f"sequence, {cfg.seq.max_points} points" if input_kind_of(cfg) == "sequence"
+                        else f"{cfg.raster.encoding} {cfg.data.img_size}px"),
            "boost": f"on ({cfg.train.boost_floor:g})" if cfg.train.boost else "off", "model": cfg.model.name,
            "partial": any(x.get("partial") for x in s)}
     if oof is not None and len(run.folds) > 1:
