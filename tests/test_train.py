@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,38 +128,54 @@ def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
                           timeout=600, **kw)
 
 
+def _rows(path: Path) -> int:
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([PY, str(ROOT / "src/train.py"), *args], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _kill_when(proc: subprocess.Popen, ready, extra_delay: float, timeout: float = 300) -> bool:
+    """SIGKILL `proc` `extra_delay` s after `ready()` turns true; False if it finished first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    time.sleep(extra_delay)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_metrics(sample_store, tmp_path):
-    """SIGKILL at several moments (one mid-epoch, one right after a checkpoint), --resume, same final metrics."""
-    extra = ["--set", "train.epochs=3"]
+    """SIGKILL mid-epoch and right as an epoch's checkpoints are being written, --resume each time: the
+    final metrics equal those of a run never killed (CPU, deterministic mode)."""
+    extra = ["--set", "train.epochs=4"]
     ref = _run(tiny_args(sample_store, tmp_path / "ref", *extra))
     assert ref.returncode == 0, ref.stderr[-2000:]
     out = tmp_path / "killed"
     run = out / "demo/fold0"
-    rng = np.random.default_rng(0)
     args = tiny_args(sample_store, out, *extra)
+    metrics, last = run / "metrics.csv", run / "checkpoints/last.pt"
+    plan = [  # (resume?, kill when, extra delay): the metrics row is written just before best.pt / last.pt
+        (False, lambda: _rows(metrics) >= 1, 0.6),  # during epoch 1
+        (True, lambda: _rows(metrics) >= 2, 0.0),  # while epoch 1's checkpoints are being written
+        (True, lambda: _rows(metrics) >= 3, 0.05),
+    ]
     kills = 0
-    for _attempt in range(6):
-        cmd = args + (["--resume"] if (run / "checkpoints/last.pt").exists() else [])
-        proc = subprocess.Popen([PY, str(ROOT / "src/train.py"), *cmd], env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        delay = rng.uniform(2.0, 12.0)
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            if (run / "checkpoints/last.pt").exists():
-                load_checkpoint(run / "checkpoints/last.pt")  # never half-written
-            continue
-        if proc.returncode == 0:
-            break
-    else:
-        done = _run(args + ["--resume"])
-        assert done.returncode == 0, done.stderr[-2000:]
-    assert kills >= 1
-    assert read_metrics(run / "metrics.csv") == read_metrics(tmp_path / "ref/demo/fold0/metrics.csv")
+    for resume, ready, delay in plan:
+        kills += _kill_when(_start(args + (["--resume"] if resume else [])), ready, delay)
+        load_checkpoint(last)  # never half-written, whatever the moment of the kill
+    assert kills >= 2
+    done = _run(args + ["--resume"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_metrics(metrics) == read_metrics(tmp_path / "ref/demo/fold0/metrics.csv")
 
 
 @pytest.mark.slow
