@@ -14,8 +14,9 @@ pause           pause before the stroke began / (pause + 500 ms); falls back to 
 ==============  =======================================================================
 
 Encodings name channel tuples (`ENCODINGS`); `order3` is the default. Training renders whole batches
-(`render_batch`); `rasterize` takes one drawing as nested lists, reads every number in one pass and draws
-it in a single compiled call, and with `fit=True` first maps raw canvas pixels into the box. Drawing is
+(`render_batch`); `rasterize` takes one drawing as nested lists or as its JSON text (read by the compiled
+`jsontext` reader, no Python number per coordinate), reads every number in one pass and draws it in a
+single compiled call, and with `fit=True` first maps raw canvas pixels into the box. Drawing is
 done by one compiled kernel: every segment is walked at 1-pixel steps, each step stamps a `line_width`
 square, and the channel values are interpolated along the segment. Later ink overwrites earlier ink,
 as cv2.line would. (cv2.line draws one colour per call, so a per-point colour ramp costs a Python call
@@ -26,6 +27,7 @@ averages down with cv2.INTER_AREA.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -33,6 +35,8 @@ from itertools import chain
 import cv2
 import numba
 import numpy as np
+
+from doodle.jsontext import parse_drawing_text
 
 FEATURES = {"ink": 0, "stroke_order": 1, "point_order": 2, "time": 3, "speed": 4, "pause": 5}
 ENCODINGS: dict[str, tuple[str, ...]] = {
@@ -279,8 +283,19 @@ _FLATTEN_ERRORS = {1: "a stroke must be 2 or 3 arrays (xs, ys[, ts])",
                    3: "a stroke has a NaN or infinite value"}
 
 
-def _flat_values(strokes: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Python strokes -> (every number in order as float64, length of every array, arrays per stroke)."""
+def _flat_values(strokes: Sequence | str | bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Python strokes or their JSON text -> (every number in order as float64, length of every array,
+    arrays per stroke)."""
+    if isinstance(strokes, (str, bytes, bytearray)):
+        parsed = parse_drawing_text(strokes)
+        if parsed is not None:
+            return parsed
+        try:
+            strokes = json.loads(strokes)
+        except ValueError as e:
+            raise ValueError(f"a drawing's text is not valid JSON: {e}") from None
+        if not isinstance(strokes, list):
+            raise ValueError(f"a drawing's text must be a JSON list of strokes, not {type(strokes).__name__}")
     try:
         narr = [len(s) for s in strokes]
         alens = [len(a) for s in strokes for a in s]
@@ -308,9 +323,10 @@ def _spec(size: int, encoding: str, line_width: int, margin: int, antialias: boo
     return RasterSpec(size=size, encoding=encoding, line_width=line_width, margin=margin, antialias=antialias)
 
 
-def rasterize(strokes: Sequence, size: int = 64, channels: str = "order3", line_width: int = 2,
+def rasterize(strokes: Sequence | str, size: int = 64, channels: str = "order3", line_width: int = 2,
               margin: int = 1, antialias: bool = False, fit: bool = False) -> np.ndarray:
-    """One drawing `[(xs, ys[, ts]), ...]` -> (size, size, C) uint8.
+    """One drawing `[(xs, ys[, ts]), ...]`, or its JSON text (a Kaggle `drawing` cell, an ndjson `drawing`
+    field), -> (size, size, C) uint8.
 
     Points are in the simplified 0..255 box; with `fit=True` they may be raw canvas pixels and are first
     mapped into the box (see `flatten_strokes`). Times, when every stroke has them, feed the time channels.
