@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli, download, resources  # noqa: E402
-from doodle.prepare import load_class_list  # noqa: E402
+from doodle.resources import load_class_list  # noqa: E402
 
 log = logging.getLogger("download")
 

@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from doodle.augment import Points, StrokeAugment, apply_albumentations, build_albumentations, flip_x
 from doodle.config import Config
-from doodle.prepare import load_class_list
 from doodle.raster import RasterSpec, render_batch
 from doodle.readers import Batch
+from doodle.resources import load_class_list
 from doodle.sequence import encode_sequences
 from doodle.store import Store, ranges
 

@@ -2,6 +2,7 @@
 
 The sorted input files are cut into contiguous groups (one group with one worker, a few per worker
 otherwise, balanced by size); each group becomes a shard written chunk by chunk by one worker. The merge
+(`doodle.merge`)
 then copies the shards into the final arrays slice by slice, keeping the first copy (in file order, then
 line order) of every key_id; a lone shard without repeats is moved into place instead of copied. Memory is
 bounded by the chunk and slice sizes, plus about 24 bytes per drawing while repeated key_ids are found.
@@ -17,7 +18,6 @@ import csv
 import json
 import logging
 import multiprocessing as mp
-import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from doodle.merge import SHARD_ARRAYS, merge_shards
 from doodle.readers import (
     FORMATS,
     Batch,
@@ -39,15 +40,12 @@ from doodle.readers import (
     parse_csv_header,
     read_file,
 )
-from doodle.store import ARRAYS, FORMAT_VERSION, ArrayAppender, array_path, fold_of, open_array, ranges
+from doodle.store import ARRAYS, ArrayAppender, array_path
 from doodle.strokes import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
-SHARD_ARRAYS = ["xy", "t", "stroke_len", "pt_off", "st_off", "key_id", "label", "raw"]
 NON_DRAWING_CSV = {"sample_submission.csv", "rejects.csv"}
-REJECT_FIELDS = ["file", "line", "key_id", "reason", "detail"]
-MERGE_SLICE = 200_000
 BUFFER_ROWS = 5_000
 BUFFER_POINTS = 500_000
 GROUPS_PER_WORKER = 4
@@ -300,146 +298,4 @@ def _check_replaceable(out: Path, files: list[Path]) -> None:
         raise ValueError(f"{out}: exists and is not a folder")
 
 
-def _first_occurrences(shards: list[Path]) -> list[np.ndarray]:
-    """Per shard, a mask of rows whose key_id was not seen in an earlier row (shard order, then row)."""
-    keys = [np.fromfile(array_path(s, "key_id"), dtype=np.int64) for s in shards]
-    sizes = np.cumsum([len(k) for k in keys])[:-1]
-    allk = np.concatenate(keys)
-    del keys
-    order = np.argsort(allk, kind="stable")  # equal keys keep their input order: the first one wins
-    allk = allk[order]
-    mask = np.ones(len(allk), dtype=bool)
-    mask[order[1:][allk[1:] == allk[:-1]]] = False
-    return np.split(mask, sizes)
-
-
-def merge_shards(shards: list[Path], results: list[FileResult], out: Path, opts: PrepareOptions) -> dict:
-    """Shards -> the final store, dropping repeated key_ids (listed in rejects.csv); returns the summary."""
-    keep_masks = _first_occurrences(shards)
-    has_time = any(r.has_time for r in results)
-    with open(out / "rejects.csv", "w", newline="") as rf:
-        rej = csv.writer(rf)
-        rej.writerow(REJECT_FIELDS)
-        for shard in shards:
-            with open(shard / "rejects.csv", newline="") as sf:
-                rej.writerows(csv.reader(sf))
-        if len(shards) == 1 and keep_masks[0].all():
-            n, n_st, n_pts = _adopt_shard(shards[0], out, has_time, opts.n_folds)
-        else:
-            n, n_st, n_pts = _copy_shards(shards, keep_masks, out, has_time, opts.n_folds, rej)
-    labels = open_array(out, "label", n)
-    per_class = np.zeros(len(opts.classes), np.int64)
-    for a in range(0, n, MERGE_SLICE):
-        per_class += np.bincount(labels[a : a + MERGE_SLICE], minlength=len(opts.classes))
-    duplicates = sum(int((~k).sum()) for k in keep_masks)
-    return _summary(results, out, opts, per_class, duplicates, n, n_st, n_pts, has_time)
-
-
-def _shard_arrays(shard: Path) -> tuple[dict[str, int], dict[str, np.ndarray]]:
-    counts = json.loads((shard / "counts.json").read_text())
-    return counts, {k: open_array(shard, k, counts[k]) for k in SHARD_ARRAYS}
-
-
-def _adopt_shard(shard: Path, out: Path, has_time: bool, n_folds: int) -> tuple[int, int, int]:
-    """A lone shard without repeats already is the store: move its files, add the folds."""
-    counts, src = _shard_arrays(shard)
-    names = ["xy", "stroke_len", "pt_off", "st_off", "key_id", "label", "raw"] + (["t"] if has_time else [])
-    for name in names:
-        os.replace(array_path(shard, name), array_path(out, name))
-    if (shard / "meta.parquet").exists():
-        os.replace(shard / "meta.parquet", out / "meta.parquet")
-    n = counts["key_id"]
-    dst = ArrayAppender(out, ["fold"])
-    for a in range(0, n, MERGE_SLICE):
-        dst.append("fold", fold_of(src["key_id"][a : a + MERGE_SLICE], n_folds))
-    dst.close()
-    return n, counts["stroke_len"], counts["xy"]
-
-
-def _copy_shards(shards, keep_masks, out, has_time, n_folds, rej) -> tuple[int, int, int]:
-    """Copy the kept rows of every shard, slice by slice, into the final arrays and meta.parquet."""
-    names = ["xy", "stroke_len", "pt_off", "st_off", "key_id", "label", "fold", "raw"] + (["t"] if has_time else [])
-    dst = ArrayAppender(out, names)
-    n_pts = n_st = 0
-    meta_writer = None
-    for shard, keep in zip(shards, keep_masks, strict=True):
-        counts, src = _shard_arrays(shard)
-        meta_rows = pq.ParquetFile(shard / "meta.parquet").iter_batches(MERGE_SLICE) if len(keep) else iter(())
-        for a in range(0, len(keep), MERGE_SLICE):
-            b = min(a + MERGE_SLICE, len(keep))
-            k = keep[a:b]
-            mb = pa.Table.from_batches([next(meta_rows)])
-            assert mb.num_rows == b - a, "meta and arrays disagree"
-            for i in np.flatnonzero(~k):
-                rej.writerow([mb["source"][int(i)].as_py(), mb["line"][int(i)].as_py(), int(src["key_id"][a + i]),
-                              "duplicate_key_id", "kept the first copy"])
-            idx = a + np.flatnonzero(k)
-            s0, s1 = src["st_off"][idx], src["st_off"][idx + 1]
-            p0, p1 = src["pt_off"][idx], src["pt_off"][idx + 1]
-            if k.all():  # the usual case: one contiguous run, no index arrays needed
-                st_rng, pt_rng = slice(s0[0], s1[-1]), slice(p0[0], p1[-1])
-            else:
-                st_rng, pt_rng = ranges(s0, s1), ranges(p0, p1)
-            dst.append("xy", src["xy"][pt_rng])
-            if has_time:
-                dst.append("t", src["t"][pt_rng])
-            dst.append("stroke_len", src["stroke_len"][st_rng])
-            dst.append("pt_off", n_pts + np.concatenate([[0], np.cumsum(p1 - p0)[:-1]]) if len(idx) else idx)
-            dst.append("st_off", n_st + np.concatenate([[0], np.cumsum(s1 - s0)[:-1]]) if len(idx) else idx)
-            n_pts += int((p1 - p0).sum())
-            n_st += int((s1 - s0).sum())
-            keys = np.asarray(src["key_id"][idx])
-            dst.append("key_id", keys)
-            dst.append("label", src["label"][idx])
-            dst.append("fold", fold_of(keys, n_folds))
-            dst.append("raw", src["raw"][idx])
-            table = mb.filter(pa.array(k))
-            meta_writer = meta_writer or pq.ParquetWriter(out / "meta.parquet", table.schema)
-            meta_writer.write_table(table)
-    n = dst.counts["key_id"]
-    dst.append("pt_off", np.array([n_pts]))
-    dst.append("st_off", np.array([n_st]))
-    dst.close()
-    if meta_writer:
-        meta_writer.close()
-    return n, n_st, n_pts
-
-
-def _summary(results, out, opts, per_class, duplicates, n, n_st, n_pts, has_time) -> dict:
-    per_reason = Counter()
-    for r in results:
-        per_reason.update(r.per_reason)
-    rows = sum(r.rows for r in results)
-    rejected = sum(r.rejected for r in results)
-    filtered = sum(r.filtered for r in results)
-    assert rows == n + rejected + duplicates + filtered, "row accounting does not add up"
-    manifest = {"format_version": FORMAT_VERSION, "n_drawings": int(n), "n_strokes": int(n_st),
-                "n_points": int(n_pts), "classes": opts.classes, "n_folds": opts.n_folds,
-                "fold_hash": "splitmix64(key_id) % n_folds", "has_time": bool(has_time)}
-    (out / "store.json").write_text(json.dumps(manifest, indent=1))
-    return {
-        "rows": rows, "kept": int(n), "rejected": rejected, "duplicates": duplicates, "filtered": filtered,
-        "per_class": {w: int(c) for w, c in zip(opts.classes, per_class, strict=True) if c},
-        "per_reason": dict(sorted(per_reason.items())),
-        "files": [{"file": r.path, "rows": r.rows, "kept_before_dedup": r.kept, "rejected": r.rejected,
-                   "filtered": r.filtered} for r in results],
-    }
-
-
-def load_class_list(spec: str | Path | list | None, default: list[str]) -> list[str]:
-    """A class list from a list, a comma-separated string, or a file of one word per line."""
-    if spec is None or spec == "all":
-        return list(default)
-    if isinstance(spec, (list, tuple)):
-        words = [str(w).strip() for w in spec]
-    elif Path(str(spec)).is_file():
-        words = [w.strip() for w in Path(spec).read_text().splitlines()]
-    else:
-        words = [w.strip() for w in str(spec).split(",")]
-    words = [w.replace("_", " ") for w in words if w]
-    if not words:
-        raise ValueError(f"class list {spec!r} is empty")
-    return words
-
-
-__all__ = ["PrepareOptions", "prepare", "find_inputs", "load_class_list", "FileFormatError"]
+__all__ = ["PrepareOptions", "prepare", "find_inputs", "FileFormatError"]
