@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import KAGGLE_HEADER, kaggle_row
 
+from doodle.batch import FileFormatError
 from doodle.prepare import prepare
-from doodle.readers import FileFormatError, read_file
+from doodle.readers import read_file
 from doodle.store import Store
 from doodle.strokes import Limits
 

@@ -12,8 +12,10 @@ import pytest
 from conftest import ROOT, kaggle_row
 
 from doodle import cli
+from doodle.batch import concat_batches
+from doodle.csvread import read_csv
 from doodle.prepare import find_inputs, prepare
-from doodle.readers import concat_batches, is_labelled, read_csv, read_file, read_ndjson
+from doodle.readers import is_labelled, read_file, read_ndjson
 from doodle.store import ARRAYS, Store, array_path, fold_of
 from doodle.strokes import DrawingError, parse_kaggle_drawing
 

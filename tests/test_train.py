@@ -164,7 +164,8 @@ def test_killed_run_resumes_to_identical_metrics(sample_store, tmp_path):
     args = tiny_args(sample_store, out, *extra)
     metrics, last = run / "metrics.csv", run / "checkpoints/last.pt"
     plan = [  # (resume?, kill when, extra delay): the metrics row is written just before best.pt / last.pt
-        (False, lambda: _rows(metrics) >= 1, 0.6),  # during epoch 1
+        # during epoch 1: once epoch 0's last.pt is in place (on a loaded machine writing it can take a while)
+        (False, lambda: _rows(metrics) >= 1 and last.exists(), 0.6),
         (True, lambda: _rows(metrics) >= 2, 0.0),  # while epoch 1's checkpoints are being written
         (True, lambda: _rows(metrics) >= 3, 0.05),
     ]

@@ -16,9 +16,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from doodle.augment import Points, StrokeAugment, apply_albumentations, build_albumentations, flip_x
+from doodle.batch import Batch
 from doodle.config import Config
 from doodle.raster import RasterSpec, render_batch
-from doodle.readers import Batch
 from doodle.resources import load_class_list
 from doodle.sequence import encode_sequences
 from doodle.store import Store, ranges

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from doodle.augment import Points, flip_x
+from doodle.batch import Batch
 from doodle.config import Config, load_resolved
 from doodle.data import make_inputs, raster_spec
 from doodle.engine import Precision, forward, resolve_precision, to_input
 from doodle.models import build_model, input_kind_of
 from doodle.raster import RasterSpec
-from doodle.readers import FORMATS, Batch
+from doodle.readers import FORMATS
 from doodle.rundir import CheckpointError, RunDir, load_checkpoint
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 A canvas drawing goes through what a stored raw drawing goes through: `strokes.parse_canvas` (canvas
 pixels, per-stroke arrival times) -> `strokes.simplify_raw` (Google's simplification, as prepare does) ->
 `raster.render_drawing` with the run's own spec for what the page shows, and `inference.predict_points` on
-the store's flat form (`readers.batch_from_drawings`) for the guesses. simplify_raw already puts points on
+the store's flat form (`batch.batch_from_drawings`) for the guesses. simplify_raw already puts points on
 the integer 0..255 grid, so both are the same pixels (tests/test_page.py checks this against the store).
 Nothing here preprocesses on its own.
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from doodle.augment import Points
+from doodle.batch import batch_from_drawings
 from doodle.inference import LoadedRun, batch_points, predict_points
 from doodle.raster import ENCODINGS, RasterSpec, render_drawing
-from doodle.readers import batch_from_drawings
 from doodle.rundir import RunDir, load_logits
 from doodle.store import Store
 from doodle.strokes import Drawing, DrawingError, Limits, parse_canvas, simplify_raw

@@ -30,16 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from doodle.batch import Batch, FileFormatError, Reject, concat_batches
+from doodle.csvread import parse_csv_header
 from doodle.merge import SHARD_ARRAYS, merge_shards
-from doodle.readers import (
-    FORMATS,
-    Batch,
-    FileFormatError,
-    Reject,
-    concat_batches,
-    parse_csv_header,
-    read_file,
-)
+from doodle.readers import FORMATS, read_file
 from doodle.store import ARRAYS, ArrayAppender, array_path
 from doodle.strokes import DEFAULT_LIMITS, Limits
 
