@@ -71,6 +71,14 @@ def write_kaggle_csv() -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def kaggle_store(tmp_path_factory) -> Path:
+    """The sample prepared over Kaggle's 340 classes, as training sees the real data (read-only for tests)."""
+    from helpers import prepare_sample
+
+    return prepare_sample(tmp_path_factory.mktemp("kaggle_store") / "store")
+
+
+@pytest.fixture(scope="session")
 def sample_store(tmp_path_factory, sample_dir, make_opts) -> tuple[Path, dict]:
     """The sample's train CSVs and raw ndjson prepared once (read-only for tests): (store folder, summary)."""
     from doodle.prepare import prepare

@@ -7,11 +7,11 @@ fixture imported into several modules would otherwise be built once per module).
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from doodle import resources
 from doodle.prepare import PrepareOptions, prepare
@@ -22,10 +22,7 @@ _BUILT: dict[Path, tuple[Path, Path]] = {}
 
 
 def train_main():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "src" / "train.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return load_script(ROOT / "src" / "train.py").main
 
 
 def build_tiny_run(base: Path) -> tuple[Path, Path]:

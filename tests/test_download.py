@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import threading
 import zipfile
@@ -11,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from helpers import load_script
 
 from doodle import cli, download
 
@@ -18,14 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = b"".join(b'{"word":"cat","key_id":"%d","drawing":[[[0,1],[2,3]]]}\n' % i for i in range(200))
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("tool_download", ROOT / "tools" / "download.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = _load_tool()
+tool = load_script(ROOT / "tools" / "download.py")
 
 
 class RangeHandler(BaseHTTPRequestHandler):

@@ -1,10 +1,9 @@
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 from doodle import cli
 from doodle import ensemble as ens
@@ -16,11 +15,7 @@ CLASSES = ["The Eiffel Tower", "cat", "dog", "fish"]
 
 
 def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(TOOLS / f"{name}.py")
 
 
 def noisy_logits(target, n_classes, rng, signal=1.5, noise=1.0):

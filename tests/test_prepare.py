@@ -1,7 +1,6 @@
 """Readers (Kaggle CSV train + test, Google simplified + raw ndjson) and prepare on the bundled sample."""
 
 import csv
-import importlib.util
 import json
 import random
 import shutil
@@ -10,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, kaggle_row
+from helpers import load_script
 
 from doodle import cli
 from doodle.batch import concat_batches
@@ -23,10 +23,7 @@ ROW_SUMS = ("kept", "rejected", "duplicates", "filtered")
 
 
 def tool_prepare():
-    spec = importlib.util.spec_from_file_location("tool_prepare", ROOT / "tools" / "prepare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "tools" / "prepare.py")
 
 
 def csv_rows(path) -> list[dict]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script as load_tool
+from helpers import prepare_sample, shrink
 
 from doodle import cli
 from doodle.metrics import map_at_k
@@ -21,30 +23,15 @@ PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"curves", "class_accuracy", "confusions", "quotas", "inputs", "channels"}
 
 
-def load_tool(path: Path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="session")
 def run(tmp_path_factory) -> Path:
     """outputs/demo with folds 0 and 1: the demo config shrunk to 32 px, 4 drawings per class, 2 epochs."""
-    from doodle import resources
-    from doodle.prepare import PrepareOptions, prepare
-
     tmp = tmp_path_factory.mktemp("report")
-    opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
-    prepare([ROOT / "input/sample/train_simplified", ROOT / "input/sample/raw"], tmp / "store", opts)
+    store = prepare_sample(tmp / "store")  # its own store beside the runs: a test finds it by that path
     train = load_tool(ROOT / "src/train.py")
-    sets = ["data.img_size=32", "data.per_class=4", "data.val_per_class=3", "train.epochs=2", "train.batch_size=32",
-            "data.num_workers=0", "train.max_minutes=0", f"data.store={tmp / 'store'}"]
     for fold in (0, 1):
         argv = ["--cfg", str(ROOT / "configs/demo.yaml"), "--fold", str(fold), "--out", str(tmp / "out"),
-                "--no-progress", "--device", "cpu", *[a for s in sets for a in ("--set", s)]]
+                "--no-progress", "--device", "cpu", *shrink(store, 2)]
         assert train.main(argv) == 0
     return tmp / "out/demo"
 

@@ -3,13 +3,13 @@ tools/ensemble.py with a CNN run, in-process via main(argv), on the real configs
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import load_script as load_tool
+from helpers import shrink
 
 from doodle.rundir import load_logits
 
@@ -17,33 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "input/sample"
 
 
-def load_tool(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses in the script look their module up while being defined
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    from doodle import resources
-    from doodle.prepare import PrepareOptions, prepare
-
-    out = tmp_path_factory.mktemp("seq_store") / "store"
-    opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
-    prepare([SAMPLE / "train_simplified", SAMPLE / "raw"], out, opts)
-    return out
+@pytest.fixture
+def store(kaggle_store) -> Path:
+    return kaggle_store
 
 
 def train_args(cfg: str, store: Path, out: Path, *sets: str) -> list[str]:
     """A real config shrunk: 4 drawings per class, 3 per class to validate, 1 epoch, CPU, no workers."""
-    shrink = ["data.img_size=32", "data.per_class=4", "data.val_per_class=3", "train.epochs=1",
-              "train.batch_size=32", "data.num_workers=0", "train.max_minutes=0", f"data.store={store}", *sets]
-    args = ["--cfg", str(ROOT / "configs" / cfg), "--out", str(out), "--no-progress", "--device", "cpu"]
-    for s in shrink:
-        args += ["--set", s]
-    return args
+    return ["--cfg", str(ROOT / "configs" / cfg), "--out", str(out), "--no-progress", "--device", "cpu",
+            *shrink(store, 1, *sets)]
 
 
 def predict(run: Path, tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script as load_tool
+from helpers import shrink
 
 from doodle.data import QuotaSampler, boosted_quotas
 from doodle.rundir import load_checkpoint, load_logits
@@ -23,36 +25,10 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "NO
        "OMP_NUM_THREADS": "1"}
 
 
-def load_tool(path: Path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="session")
-def sample_store(tmp_path_factory) -> Path:
-    from doodle import resources
-    from doodle.prepare import PrepareOptions, prepare
-
-    out = tmp_path_factory.mktemp("train_store") / "store"
-    opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
-    prepare([ROOT / "input/sample/train_simplified", ROOT / "input/sample/raw"], out, opts)
-    return out
-
-
 def tiny_args(store: Path, out: Path, *extra: str) -> list[str]:
     """The real demo config, shrunk: 32 px, 4 drawings per class, 2 epochs, CPU, no workers."""
-    sets = ["data.img_size=32", "data.per_class=4", "data.val_per_class=3", "train.epochs=2",
-            "train.batch_size=32", "data.num_workers=0", "train.max_minutes=0", "train.deterministic=true",
-            f"data.store={store}"]
-    args = ["--cfg", str(ROOT / "configs/demo.yaml"), "--fold", "0", "--out", str(out), "--no-progress",
-            "--device", "cpu"]
-    for s in sets:
-        args += ["--set", s]
-    return args + list(extra)
+    return ["--cfg", str(ROOT / "configs/demo.yaml"), "--fold", "0", "--out", str(out), "--no-progress",
+            "--device", "cpu", *shrink(store, 2, "train.deterministic=true"), *extra]
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -97,9 +73,9 @@ def test_quota_sampler_shards_ranks_without_overlap():
     assert sorted(np.concatenate(positions).tolist()) == list(range(len(epoch)))
 
 
-def test_train_predict_end_to_end(sample_store, tmp_path):
+def test_train_predict_end_to_end(kaggle_store, tmp_path):
     train = load_tool(ROOT / "src/train.py")
-    assert train.main(tiny_args(sample_store, tmp_path / "out")) == 0
+    assert train.main(tiny_args(kaggle_store, tmp_path / "out")) == 0
     run = tmp_path / "out/demo/fold0"
     for name in ("config.yaml", "train.log", "metrics.csv", "quotas.csv", "summary.json", "val_logits.npz",
                  "checkpoints/last.pt", "checkpoints/best.pt"):
@@ -153,15 +129,15 @@ def _kill_when(proc: subprocess.Popen, ready, extra_delay: float, timeout: float
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_identical_metrics(sample_store, tmp_path):
+def test_killed_run_resumes_to_identical_metrics(kaggle_store, tmp_path):
     """SIGKILL mid-epoch and right as an epoch's checkpoints are being written, --resume each time: the
     final metrics equal those of a run never killed (CPU, deterministic mode)."""
     extra = ["--set", "train.epochs=4"]
-    ref = _run(tiny_args(sample_store, tmp_path / "ref", *extra))
+    ref = _run(tiny_args(kaggle_store, tmp_path / "ref", *extra))
     assert ref.returncode == 0, ref.stderr[-2000:]
     out = tmp_path / "killed"
     run = out / "demo/fold0"
-    args = tiny_args(sample_store, out, *extra)
+    args = tiny_args(kaggle_store, out, *extra)
     metrics, last = run / "metrics.csv", run / "checkpoints/last.pt"
     plan = [  # (resume?, kill when, extra delay): the metrics row is written just before best.pt / last.pt
         # during epoch 1: once epoch 0's last.pt is in place (on a loaded machine writing it can take a while)
@@ -180,10 +156,10 @@ def test_killed_run_resumes_to_identical_metrics(sample_store, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_gloo_run(sample_store, tmp_path):
+def test_two_process_gloo_run(kaggle_store, tmp_path):
     torchrun = Path(PY).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "src/train.py"),
-           *tiny_args(sample_store, tmp_path / "ddp", "--set", "train.epochs=1")]
+           *tiny_args(kaggle_store, tmp_path / "ddp", "--set", "train.epochs=1")]
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     run = tmp_path / "ddp/demo/fold0"
@@ -193,7 +169,7 @@ def test_two_process_gloo_run(sample_store, tmp_path):
     assert "world_size: 2" in (run / "config.yaml").read_text()
 
 
-def test_cli_errors_are_one_line(sample_store, tmp_path):
+def test_cli_errors_are_one_line(kaggle_store, tmp_path):
     cases = [
         (["--set", "train.lrr=1"], "unknown config key 'train.lrr'"),
         (["--fold", "9"], "--fold 9 out of range"),
@@ -202,7 +178,7 @@ def test_cli_errors_are_one_line(sample_store, tmp_path):
         (["--set", "model.name=resnet181"], "unknown model 'resnet181'"),
     ]
     for extra, message in cases:
-        args = tiny_args(sample_store, tmp_path / "err", *extra)
+        args = tiny_args(kaggle_store, tmp_path / "err", *extra)
         if extra[0] == "--fold":
             args[args.index("--fold") + 1] = extra[1]
             args = args[:-2]
@@ -213,10 +189,10 @@ def test_cli_errors_are_one_line(sample_store, tmp_path):
         assert "Traceback" not in res.stderr
 
 
-def test_predict_keeps_rows_with_broken_drawings(sample_store, tmp_path):
+def test_predict_keeps_rows_with_broken_drawings(kaggle_store, tmp_path):
     """A test row whose drawing is broken still gets a prediction (blank canvas) and is listed in the rejects."""
     train = load_tool(ROOT / "src/train.py")
-    assert train.main(tiny_args(sample_store, tmp_path / "out", "--set", "train.epochs=1")) == 0
+    assert train.main(tiny_args(kaggle_store, tmp_path / "out", "--set", "train.epochs=1")) == 0
     test = tmp_path / "test.csv"
     good = (ROOT / "input/sample/test_simplified.csv").read_text().splitlines()[:4]
     test.write_text("\n".join(good + ['123,US,"[[[1, 2], [3]]]"', 'abc,US,"[[[1, 2], [3, 4]]]"']) + "\n")
