@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from doodle import cli  # noqa: E402
 from doodle import ensemble as ens  # noqa: E402
 from doodle.metrics import summarize  # noqa: E402
-from doodle.rundir import load_logits  # noqa: E402
+from doodle.rundir import fold_dirs, join_val_logits, load_logits  # noqa: E402
 from doodle.submission import read_test_key_ids, to_submission, validate_submission, write_submission  # noqa: E402
 
 log = logging.getLogger("ensemble")
@@ -55,21 +54,11 @@ def parse_args(argv):
     return cli.add_debug_flag(p).parse_args(argv)
 
 
-def fold_dirs(path: Path) -> dict[int, Path]:
-    """fold number -> folder, for a run folder or a single fold folder."""
-    if not path.is_dir():
-        raise FileNotFoundError(f"run folder {path} not found")
-    folds = {int(m[1]): d for d in path.iterdir() if d.is_dir() and (m := re.fullmatch(r"fold(\d+)", d.name))}
-    if folds:
-        return dict(sorted(folds.items()))
-    if m := re.fullmatch(r"fold(\d+)", path.name):
-        return {int(m[1]): path}
-    raise cli.UserError(f"{path} is neither a run folder (no fold<k> subfolders) nor a fold<k> folder")
-
-
 def load_run(path: Path, fold_method: str) -> Run:
     """Val logits of every fold, and the folds' test logits combined into one member (all or none)."""
-    dirs = fold_dirs(path)
+    dirs = fold_dirs(path, marker=None)
+    if not dirs:
+        raise cli.UserError(f"{path} is neither a run folder (no fold<k> subfolders) nor a fold<k> folder")
     folds, tests = {}, []
     for k, d in dirs.items():
         val = load_logits(d / "val_logits.npz")
@@ -92,15 +81,7 @@ def load_run(path: Path, fold_method: str) -> Run:
 
 def val_member(run: Run, folds: list[int]) -> dict:
     """One out-of-fold member: the chosen folds' val logits, concatenated (their key_ids must not overlap)."""
-    parts = [run.folds[k] for k in folds]
-    keys = np.concatenate([p["key_id"] for p in parts])
-    if len(np.unique(keys)) != len(keys):
-        raise cli.UserError(f"folds {folds} of {run.name} share key_ids (not disjoint out-of-fold sets)")
-    for p in parts[1:]:
-        if p["classes"] != parts[0]["classes"]:
-            raise cli.UserError(f"{p['name']} has another class order than {parts[0]['name']}")
-    return {"name": run.name, "logits": np.concatenate([p["logits"] for p in parts]), "key_id": keys,
-            "classes": parts[0]["classes"], "target": np.concatenate([p["target"] for p in parts])}
+    return {**join_val_logits([run.folds[k] for k in folds], f"folds {folds} of {run.name}"), "name": run.name}
 
 
 def common_folds(runs: list[Run]) -> list[int]:

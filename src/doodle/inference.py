@@ -21,7 +21,7 @@ from doodle.engine import Precision, forward, resolve_precision, to_input
 from doodle.models import build_model, input_kind_of
 from doodle.raster import RasterSpec
 from doodle.readers import FORMATS
-from doodle.rundir import CheckpointError, RunDir, load_checkpoint
+from doodle.rundir import CheckpointError, RunDir, fold_dirs, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def find_folds(path: str | Path) -> list[RunDir]:
     path = Path(path)
     if (path / "config.yaml").is_file():
         return [RunDir(path)]
-    folds = sorted(RunDir(p) for p in path.glob("fold*") if (p / "config.yaml").is_file()) if path.is_dir() else []
+    folds = [RunDir(d) for d in fold_dirs(path).values()] if path.is_dir() else []
     if not folds:
         raise FileNotFoundError(f"{path}: no run here (expected config.yaml, or fold<k>/config.yaml inside)")
     return folds

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,9 @@ from matplotlib.ticker import MaxNLocator
 
 from doodle.config import Config, load_resolved
 from doodle.metrics import accuracy, map_at_k
-from doodle.rundir import RunDir, load_logits
+from doodle.rundir import RunDir, fold_dirs, join_val_logits, load_logits
 
 log = logging.getLogger("report")
-FOLD_DIR = re.compile(r"fold(\d+)")
 GOOD, BAD = "#1a7f37", "#cf222e"
 
 
@@ -59,18 +57,12 @@ class Run:
         return self.folds[0].cfg
 
 
-def fold_dirs(path: Path) -> list[Path]:
+def fold_paths(path: Path) -> list[Path]:
     """The fold folders of a run folder (fold<k>/ with a config.yaml), or [path] for one fold folder."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"run folder {path} not found")
-    subs = sorted((int(m[1]), d) for d in path.iterdir()
-                  if d.is_dir() and (m := FOLD_DIR.fullmatch(d.name)) and (d / "config.yaml").is_file())
-    if subs:
-        return [d for _, d in subs]
-    if (path / "config.yaml").is_file():
-        return [path]
-    raise RunError(f"{path} is not a run: no config.yaml in it nor in fold<k>/ subfolders")
+    dirs = fold_dirs(path)
+    if not dirs:
+        raise RunError(f"{path} is not a run: no config.yaml in it nor in fold<k>/ subfolders")
+    return list(dirs.values())
 
 
 def summary_from_metrics(metrics: pd.DataFrame, facts: dict) -> dict:
@@ -110,7 +102,7 @@ def load_fold(path: Path) -> Fold | None:
 def load_run(path: Path) -> Run:
     """A run folder or a single fold folder, with every fold that finished at least one epoch."""
     path = Path(path)
-    dirs = fold_dirs(path)
+    dirs = fold_paths(path)
     folds = [f for d in dirs if (f := load_fold(d)) is not None]
     if not folds:
         raise RunError(f"{path}: no fold has finished an epoch (no metrics.csv)")
@@ -126,17 +118,11 @@ def oof_logits(run: Run) -> dict | None:
             log.warning("%s: no val_logits.npz; left out of the out-of-fold views", f.dir.root)
             continue
         val = load_logits(f.dir.val_logits)
-        if val["target"] is None:
-            raise RunError(f"{f.dir.val_logits} has no target (not validation logits?)")
-        if parts and val["classes"] != parts[0]["classes"]:
-            raise RunError(f"{f.dir.val_logits} has another class order than {run.folds[0].dir.val_logits}")
-        parts.append({**val, "fold": np.full(len(val["key_id"]), f.k)})
+        parts.append({**val, "name": str(f.dir.val_logits), "fold": np.full(len(val["key_id"]), f.k)})
     if not parts:
         return None
-    out = {k: np.concatenate([p[k] for p in parts]) for k in ("logits", "key_id", "target", "fold")}
-    if len(np.unique(out["key_id"])) != len(out["key_id"]):
-        raise RunError(f"{run.path}: folds share key_ids, so their val logits are not out-of-fold")
-    return {**out, "classes": parts[0]["classes"], "pred": out["logits"].argmax(axis=1)}
+    out = join_val_logits(parts, run.path)
+    return {**out, "pred": out["logits"].argmax(axis=1)}
 
 
 # ---------------------------------------------------------------- tables

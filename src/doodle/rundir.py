@@ -171,3 +171,38 @@ def load_logits(path: Path) -> dict:
     except (ValueError, KeyError, zipfile.BadZipFile, OSError) as e:
         raise ValueError(f"logits file {path} is unreadable ({e})") from None
     return out
+
+
+FOLD_DIR = re.compile(r"fold(\d+)")
+
+
+def fold_dirs(path: str | Path, marker: str | None = "config.yaml") -> dict[int, Path]:
+    """fold number -> folder, in fold order: the fold<k>/ subfolders of a run folder that hold `marker` (any
+    fold<k>/ when marker is None), or else the folder itself when it is one fold (it holds `marker`, or is
+    named fold<k> when marker is None; a lone fold not named fold<k> counts as fold 0). Empty when neither."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {path} not found")
+    subs = {int(m[1]): d for d in path.iterdir()
+            if d.is_dir() and (m := FOLD_DIR.fullmatch(d.name)) and (marker is None or (d / marker).is_file())}
+    if subs:
+        return dict(sorted(subs.items()))
+    m = FOLD_DIR.fullmatch(path.name)
+    if (path / marker).is_file() if marker else m:
+        return {int(m[1]) if m else 0: path}
+    return {}
+
+
+def join_val_logits(parts: list[dict], where: str | Path) -> dict:
+    """Validation logits of several folds (`load_logits` dicts, each with a "name") -> one out-of-fold set:
+    every array concatenated, the common class order kept. The parts must all have targets and the same
+    class order, and no key_id may repeat (folds are disjoint)."""
+    for p in parts:
+        if p["target"] is None:
+            raise ValueError(f"{p['name']} has no target (not validation logits?)")
+        if p["classes"] != parts[0]["classes"]:
+            raise ValueError(f"{p['name']} has another class order than {parts[0]['name']}")
+    out = {k: np.concatenate([p[k] for p in parts]) for k, v in parts[0].items() if isinstance(v, np.ndarray)}
+    if len(np.unique(out["key_id"])) != len(out["key_id"]):
+        raise ValueError(f"{where}: folds share key_ids, so their val logits are not out-of-fold")
+    return {**out, "classes": parts[0]["classes"]}
