@@ -13,7 +13,7 @@ from helpers import load_script
 
 from doodle import cli
 from doodle.batch import concat_batches
-from doodle.csvread import read_csv
+from doodle.csvread import _split_clean, read_csv
 from doodle.prepare import find_inputs, prepare
 from doodle.readers import is_labelled, read_file, read_ndjson
 from doodle.store import ARRAYS, Store, array_path, fold_of
@@ -269,3 +269,10 @@ def test_store_drawings_are_the_source_drawings_for_one_class(sample_dir, tmp_pa
     for i, r in enumerate(rows):
         assert store.key_id[i] == int(r["key_id"])
         assert store.drawing(i).to_lists() == parse_kaggle_drawing(r["drawing"]).to_lists()
+
+
+def test_crlf_blocks_take_the_whole_block_splitter():
+    """Files written by csv.writer (the bundled sample's) end lines in CRLF; the fast path must take them."""
+    lf, crlf = 'a,"[[1]]",c\nd,"[[2]]",f\n', 'a,"[[1]]",c\r\nd,"[[2]]",f\r\n'
+    assert _split_clean(crlf, 3, 1) == _split_clean(lf, 3, 1) == [["a", "d"], ["[[1]]", "[[2]]"], ["c", "f"]]
+    assert _split_clean('a,"[[1]]",c\rd,"[[2]]",f\n', 3, 1) is None  # a lone CR: the careful per-line path

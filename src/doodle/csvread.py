@@ -111,9 +111,9 @@ def _split_clean(text: str, n_fields: int, dcol: int) -> list[list[str]] | None:
     Whole-block string operations instead of a loop over lines: this is most of the CSV reading time.
     The checks make it give exactly what `_split_csv_line` gives line by line, or nothing.
     """
-    text = text[:-1] if text.endswith("\n") else text
-    if "\r" in text:
+    if "\r" in text:  # CRLF files (csv.writer's default) first, so the last line's "\r\n" goes too
         text = text.replace("\r\n", "\n")
+    text = text[:-1] if text.endswith("\n") else text
     if not text or "\r" in text or "\0" in text:
         return None
     n = text.count("\n") + 1
