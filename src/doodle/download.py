@@ -235,7 +235,8 @@ def ensure_kaggle_credentials() -> str:
     if os.environ.get("KAGGLE_API_TOKEN"):
         return "KAGGLE_API_TOKEN"
     home = Path.home() / ".kaggle"
-    for p in (kaggle_config_dir() / "kaggle.json", home / "access_token", home / "credentials.json"):
+    for p in (kaggle_config_dir() / "kaggle.json", home / "access_token", home / "access_token.txt",
+              home / "credentials.json"):
         if p.is_file():
             return str(p)
     raise CredentialsError(
