@@ -63,6 +63,11 @@ def merge_shards(shards: list[Path], results: list[FileResult], out: Path, opts:
     return _summary(results, out, opts, per_class, duplicates, n, n_st, n_pts, has_time)
 
 
+def _kept_arrays(has_time: bool) -> list[str]:
+    """The shard arrays the store keeps: all of them, less the times when no drawing has any."""
+    return [n for n in SHARD_ARRAYS if n != "t" or has_time]
+
+
 def _shard_arrays(shard: Path) -> tuple[dict[str, int], dict[str, np.ndarray]]:
     counts = json.loads((shard / "counts.json").read_text())
     return counts, {k: open_array(shard, k, counts[k]) for k in SHARD_ARRAYS}
@@ -71,7 +76,7 @@ def _shard_arrays(shard: Path) -> tuple[dict[str, int], dict[str, np.ndarray]]:
 def _adopt_shard(shard: Path, out: Path, has_time: bool, n_folds: int) -> tuple[int, int, int]:
     """A lone shard without repeats already is the store: move its files, add the folds."""
     counts, src = _shard_arrays(shard)
-    names = ["xy", "stroke_len", "pt_off", "st_off", "key_id", "label", "raw"] + (["t"] if has_time else [])
+    names = _kept_arrays(has_time)
     for name in names:
         os.replace(array_path(shard, name), array_path(out, name))
     if (shard / "meta.parquet").exists():
@@ -86,7 +91,7 @@ def _adopt_shard(shard: Path, out: Path, has_time: bool, n_folds: int) -> tuple[
 
 def _copy_shards(shards, keep_masks, out, has_time, n_folds, rej) -> tuple[int, int, int]:
     """Copy the kept rows of every shard, slice by slice, into the final arrays and meta.parquet."""
-    names = ["xy", "stroke_len", "pt_off", "st_off", "key_id", "label", "fold", "raw"] + (["t"] if has_time else [])
+    names = [*_kept_arrays(has_time), "fold"]
     dst = ArrayAppender(out, names)
     n_pts = n_st = 0
     meta_writer = None
