@@ -28,7 +28,7 @@ class FastResult:
 
 
 @numba.njit(cache=True, inline="always")
-def _skip_ws(buf, i, end):
+def skip_ws(buf, i, end):
     while i < end and (buf[i] == 32 or buf[i] == 9 or buf[i] == 10 or buf[i] == 13):
         i += 1
     return i
@@ -39,7 +39,7 @@ def _parse_array(buf, i, end, out, col, p0, cap):
     """Parse `[d, d, ...]` at i into out[p0:, col]; returns (next index, count) or (-1, 0)."""
     if i >= end or buf[i] != 91:
         return -1, 0
-    i = _skip_ws(buf, i + 1, end)
+    i = skip_ws(buf, i + 1, end)
     n = 0
     while True:
         if i >= end or buf[i] < 48 or buf[i] > 57:
@@ -57,9 +57,9 @@ def _parse_array(buf, i, end, out, col, p0, cap):
             return -1, 0
         out[p0 + n, col] = v
         n += 1
-        i = _skip_ws(buf, i, end)
+        i = skip_ws(buf, i, end)
         if i < end and buf[i] == 44:
-            i = _skip_ws(buf, i + 1, end)
+            i = skip_ws(buf, i + 1, end)
         elif i < end and buf[i] == 93:
             return i + 1, n
         else:
@@ -69,38 +69,38 @@ def _parse_array(buf, i, end, out, col, p0, cap):
 @numba.njit(cache=True)
 def _parse_row(buf, start, end, xy, p, slen, s, max_strokes, max_points):
     """One drawing; returns (points, strokes) written, or (-1, -1) when the careful parser must decide."""
-    i = _skip_ws(buf, start, end)
+    i = skip_ws(buf, start, end)
     if i >= end or buf[i] != 91:
         return -1, -1
-    i = _skip_ws(buf, i + 1, end)
+    i = skip_ws(buf, i + 1, end)
     n_pts = 0
     n_st = 0
     cap = min(xy.shape[0], p + max_points)
     while True:
         if i >= end or buf[i] != 91 or n_st >= max_strokes or s + n_st >= slen.shape[0]:
             return -1, -1
-        i = _skip_ws(buf, i + 1, end)
+        i = skip_ws(buf, i + 1, end)
         i, nx = _parse_array(buf, i, end, xy, 0, p + n_pts, cap)
         if i < 0:
             return -1, -1
-        i = _skip_ws(buf, i, end)
+        i = skip_ws(buf, i, end)
         if i >= end or buf[i] != 44:
             return -1, -1
-        i = _skip_ws(buf, i + 1, end)
+        i = skip_ws(buf, i + 1, end)
         i, ny = _parse_array(buf, i, end, xy, 1, p + n_pts, cap)
         if i < 0 or ny != nx:
             return -1, -1
-        i = _skip_ws(buf, i, end)
+        i = skip_ws(buf, i, end)
         if i >= end or buf[i] != 93:
             return -1, -1
         slen[s + n_st] = nx
         n_st += 1
         n_pts += nx
-        i = _skip_ws(buf, i + 1, end)
+        i = skip_ws(buf, i + 1, end)
         if i < end and buf[i] == 44:
-            i = _skip_ws(buf, i + 1, end)
+            i = skip_ws(buf, i + 1, end)
         elif i < end and buf[i] == 93:
-            i = _skip_ws(buf, i + 1, end)
+            i = skip_ws(buf, i + 1, end)
             break
         else:
             return -1, -1

@@ -18,15 +18,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from doodle.fastparse import skip_ws
+
 _POW10 = np.array([10.0 ** k for k in range(23)])  # exact doubles up to 1e22
-
-
-@numba.njit(cache=True, inline="always")
-def _ws(buf, i):
-    n = buf.shape[0]
-    while i < n and (buf[i] == 32 or buf[i] == 9 or buf[i] == 10 or buf[i] == 13):
-        i += 1
-    return i
 
 
 @numba.njit(cache=True, inline="always")
@@ -67,7 +61,7 @@ def _open(buf, i):
     """`[` at i -> (index of its first element, 0), or (index after `[]`, 1) when empty; (-1, 0) if no `[`."""
     if i >= buf.shape[0] or buf[i] != 91:
         return -1, 0
-    i = _ws(buf, i + 1)
+    i = skip_ws(buf, i + 1, buf.shape[0])
     if i < buf.shape[0] and buf[i] == 93:
         return i + 1, 1
     return i, 0
@@ -76,9 +70,9 @@ def _open(buf, i):
 @numba.njit(cache=True, inline="always")
 def _after(buf, i):
     """After an element: `,` -> (index of the next element, 0); `]` -> (index after it, 1); else (-1, 0)."""
-    i = _ws(buf, i)
+    i = skip_ws(buf, i, buf.shape[0])
     if i < buf.shape[0] and buf[i] == 44:
-        return _ws(buf, i + 1), 0
+        return skip_ws(buf, i + 1, buf.shape[0]), 0
     if i < buf.shape[0] and buf[i] == 93:
         return i + 1, 1
     return -1, 0
@@ -93,7 +87,7 @@ def _parse(buf, pow10):
     narr = np.empty(n // 2 + 1, np.int64)
     nf = na = ns = 0
     bad = (False, flat[:0], alens[:0], narr[:0])
-    i, done = _open(buf, _ws(buf, 0))
+    i, done = _open(buf, skip_ws(buf, 0, buf.shape[0]))
     if i < 0:
         return bad
     while not done:  # strokes
@@ -127,7 +121,7 @@ def _parse(buf, pow10):
         i, done = _after(buf, i)
         if i < 0:
             return bad
-    if _ws(buf, i) != n:
+    if skip_ws(buf, i, buf.shape[0]) != n:
         return bad
     return True, flat[:nf], alens[:na], narr[:ns]
 
