@@ -82,8 +82,8 @@ def prepare_run_dir(run: RunDir, args, main: bool) -> None:
             raise cli.UserError(f"cannot create run folder {run.root}: {e.strerror}") from None
 
 
-def build(cfg: Config, args, store: Store, split, device, d):
-    """Model, loaders and training state."""
+def build(cfg: Config, args, store: Store, split, device, d, quotas: np.ndarray):
+    """Model, loaders and training state; the sampler starts from `quotas` drawings per class."""
     kind = input_kind_of(cfg)
     spec = raster_spec(cfg)
     n_cls = len(split.classes)
@@ -99,10 +99,11 @@ def build(cfg: Config, args, store: Store, split, device, d):
         ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
     scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
     state = TrainState(optimizer, build_scheduler(cfg, optimizer), scaler, precision, ema,
-                       cfg.train.accum_steps, cfg.train.grad_clip, cfg.train.label_smoothing, channels_last)
+                       cfg.train.accum_steps, cfg.train.grad_clip, cfg.train.label_smoothing, channels_last,
+                       cfg.train.log_every)
     targets = split.targets(store, split.train_idx)
-    sampler = QuotaSampler(split.train_idx, targets, n_cls, np.full(n_cls, cfg.data.per_class),
-                           cfg.train.batch_size, args.seed, d.rank, d.world)
+    sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, cfg.train.batch_size, args.seed, d.rank,
+                           d.world)
     train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
     train_loader = make_loader(train_ds, sampler, cfg.data.num_workers, args.seed)
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
@@ -113,9 +114,7 @@ def build(cfg: Config, args, store: Store, split, device, d):
 
 
 def checkpoint_state(model, state: TrainState, epoch: int, quotas, best, history, classes, cfg, spent) -> dict:
-    inner = getattr(model, "module", model)
-    inner = getattr(inner, "_orig_mod", inner)
-    return {"model": inner.state_dict(), "optimizer": state.optimizer.state_dict(),
+    return {"model": model.state_dict(), "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
             "scaler": state.scaler.state_dict() if state.scaler else None,
             "ema": state.ema.module.state_dict() if state.ema else None, "epoch": epoch,
@@ -146,9 +145,9 @@ def main(argv=None) -> int:
     seed_everything(args.seed, cfg.train.deterministic)
     store = Store(cfg.data.store)
     split = make_split(store, cfg, args.fold)
-    model, state, sampler, train_loader, val_loaders, train_ds = build(cfg, args, store, split, device, d)
     n_cls = len(split.classes)
     quotas, best, history, start, spent = np.full(n_cls, cfg.data.per_class), None, [], 0, 0.0
+    model, state, sampler, train_loader, val_loaders, train_ds = build(cfg, args, store, split, device, d, quotas)
     if args.resume:
         ckpt = load_checkpoint(run.last, split.classes)
         restore(ckpt, model, state)
@@ -169,7 +168,7 @@ def main(argv=None) -> int:
     epochs = cfg.train.epochs
 
     def schedule_pos(e: float) -> float:
-        return max(e, budget.fraction() * epochs) if budget.seconds > 0 else e
+        return max(e, budget.fraction() * epochs)  # fraction() is 0 without a time budget
 
     tracker = EpochLog(run, split.classes, d.main)
     if d.main and start == 0:

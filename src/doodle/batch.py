@@ -46,11 +46,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self.key_id)
 
-    def n_points(self) -> np.ndarray:
-        """Points per drawing."""
-        ends = np.cumsum(self.n_strokes)
-        per_stroke = np.concatenate([[0], np.cumsum(self.stroke_len, dtype=np.int64)])
-        return np.diff(per_stroke[np.concatenate([[0], ends])])
+    def offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(st_off, pt_off), each (n + 1,) int64: drawing i owns strokes st_off[i]:st_off[i + 1] and
+        points pt_off[i]:pt_off[i + 1]."""
+        st_off = np.concatenate([[0], np.cumsum(self.n_strokes, dtype=np.int64)])
+        pt_off = np.concatenate([[0], np.cumsum(self.stroke_len, dtype=np.int64)])[st_off]
+        return st_off, pt_off
 
     def select(self, keep: np.ndarray) -> Batch:
         """The rows where `keep` (bool mask) is True."""
@@ -58,8 +59,7 @@ class Batch:
 
     def take(self, idx: np.ndarray) -> Batch:
         """Rows `idx` (integer indices, any order)."""
-        st_off = np.concatenate([[0], np.cumsum(self.n_strokes, dtype=np.int64)])
-        pt_off = np.concatenate([[0], np.cumsum(self.stroke_len, dtype=np.int64)])[st_off]
+        st_off, pt_off = self.offsets()
         strokes = ranges(st_off[idx], st_off[idx + 1])
         pts = ranges(pt_off[idx], pt_off[idx + 1])
         return Batch(self.key_id[idx], [self.word[i] for i in idx], [self.countrycode[i] for i in idx],

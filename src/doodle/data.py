@@ -115,7 +115,10 @@ class QuotaSampler(Sampler):
 
     def __init__(self, idx: np.ndarray, targets: np.ndarray, n_classes: int, quotas: np.ndarray,
                  batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
-        self.by_class = [idx[targets == c] for c in range(n_classes)]
+        idx, targets = np.asarray(idx), np.asarray(targets)
+        order = np.argsort(targets, kind="stable")  # class by class, store order kept within each class
+        bounds = np.searchsorted(targets[order], np.arange(n_classes + 1))
+        self.by_class = np.split(idx[order], bounds)[1:-1]  # labels outside 0..n_classes-1 dropped
         self.quotas = np.asarray(quotas, np.int64)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch = 0
@@ -137,12 +140,11 @@ class QuotaSampler(Sampler):
         chunk = self.batch_size * self.world_size
         pad = (-len(allidx)) % chunk
         if pad and len(allidx):
-            allidx = np.concatenate([allidx, allidx[:pad]])
+            allidx = np.resize(allidx, len(allidx) + pad)  # repeats from the start, however short the epoch
         return allidx
 
     def __iter__(self) -> Iterator[list[int]]:
-        allidx = self.epoch_indices()
-        batches = allidx.reshape(-1, self.batch_size) if len(allidx) else np.zeros((0, self.batch_size))
+        batches = self.epoch_indices().reshape(-1, self.batch_size)
         yield from (b.tolist() for b in batches[self.rank :: self.world_size])
 
     def __len__(self) -> int:
@@ -157,8 +159,7 @@ class MemoryDrawings:
     def __init__(self, batch: Batch):
         self.batch = batch
         self.key_id = batch.key_id
-        self.st_off = np.concatenate([[0], np.cumsum(batch.n_strokes, dtype=np.int64)])
-        self.pt_off = np.concatenate([[0], np.cumsum(batch.stroke_len, dtype=np.int64)])[self.st_off]
+        self.st_off, self.pt_off = batch.offsets()
 
     def __len__(self) -> int:
         return len(self.key_id)

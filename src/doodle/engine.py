@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from doodle.metrics import map_at_k
+from doodle.metrics import summarize
 
 
 @dataclass
@@ -71,15 +71,21 @@ class TrainState:
     grad_clip: float = 0.0
     label_smoothing: float = 0.0
     channels_last: bool = False
+    log_every: int = 50  # steps between read-backs of the running loss (finiteness check, progress bar)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, device: torch.device, epoch: int,
                     schedule_pos: Callable[[float], float], should_stop: Callable[[], bool] = lambda: False,
                     progress: bool = True) -> dict:
-    """One pass over `loader`; `schedule_pos(epoch_fraction)` gives the scheduler position each step."""
+    """One pass over `loader`; `schedule_pos(epoch_fraction)` gives the scheduler position each step.
+
+    The running loss sum and right-answer count stay on the device and are read back (one sync) every
+    `state.log_every` steps and at the end; a non-finite loss is caught at those read-backs.
+    """
     model.train()
     n_batches = len(loader)
-    total_loss, total_right, seen, steps = 0.0, 0, 0, 0
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # sum of loss * batch size, right answers
+    seen, steps, i = 0, 0, 0
     t0 = time.perf_counter()
     state.optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, total=n_batches, desc=f"train {epoch}", leave=False, disable=not progress)
@@ -90,21 +96,31 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
         with state.precision.autocast():
             logits = forward(model, inputs)
             loss = F.cross_entropy(logits.float(), target, label_smoothing=state.label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {i}; lower train.lr?")
         (state.scaler.scale(loss / state.accum_steps) if state.scaler else loss / state.accum_steps).backward()
         if (i + 1) % state.accum_steps == 0 or i + 1 == n_batches:
             _optimizer_step(model, state)
             steps += 1
-        total_loss += loss.item() * len(target)
-        total_right += int((logits.argmax(1) == target).sum())
+        right = (logits.argmax(1) == target).sum()
+        totals += torch.stack((loss.detach().double() * len(target), right.double()))
         seen += len(target)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        if state.log_every > 0 and (i + 1) % state.log_every == 0:
+            _read_back(totals, seen, epoch, i, bar)
         if should_stop():
             break
+    total_loss, total_right = _read_back(totals, seen, epoch, i, bar)
     return {"train/loss": total_loss / max(seen, 1), "train/acc1": total_right / max(seen, 1),
             "train/images": seen, "train/steps": steps, "train/seconds": time.perf_counter() - t0,
-            "train/lr": state.optimizer.param_groups[0]["lr"], "train/complete": seen > 0 and i + 1 == n_batches}
+            "train/lr": state.optimizer.param_groups[0]["lr"]}
+
+
+def _read_back(totals: torch.Tensor, seen: int, epoch: int, step: int, bar: tqdm) -> tuple[float, int]:
+    """The running loss sum and right answers (one host-device sync); raises when the loss is not finite."""
+    total_loss, total_right = totals.tolist()
+    mean = total_loss / max(seen, 1)
+    if not math.isfinite(total_loss):
+        raise FloatingPointError(f"loss is {mean} at epoch {epoch} step {step}; lower train.lr?")
+    bar.set_postfix(loss=f"{mean:.3f}", refresh=False)
+    return total_loss, int(total_right)
 
 
 def _optimizer_step(model: nn.Module, state: TrainState) -> None:
@@ -153,8 +169,8 @@ def evaluate(model: nn.Module, loaders: list[Iterable], device: torch.device, pr
 
 def val_metrics(logits: np.ndarray, target: np.ndarray) -> dict:
     """`val/loss`, `val/map3`, `val/acc1` of validation logits."""
-    if len(target) == 0:
-        return {"val/loss": math.nan, "val/map3": math.nan, "val/acc1": math.nan}
-    logp = torch.log_softmax(torch.from_numpy(np.asarray(logits, np.float32)), dim=1)
-    return {"val/loss": float(F.nll_loss(logp, torch.from_numpy(np.asarray(target, np.int64))).item()),
-            "val/map3": map_at_k(logits, target, 3), "val/acc1": float((logits.argmax(1) == target).mean())}
+    loss = math.nan
+    if len(target):
+        logp = torch.log_softmax(torch.from_numpy(np.asarray(logits, np.float32)), dim=1)
+        loss = float(F.nll_loss(logp, torch.from_numpy(np.asarray(target, np.int64))).item())
+    return {"val/loss": loss, **summarize(logits, target)}

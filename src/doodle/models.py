@@ -33,13 +33,6 @@ def register(name: str):
     return wrap
 
 
-def input_kind(model: nn.Module) -> str:
-    """'image' or 'sequence' (DDP / compile wrappers are looked through)."""
-    inner = getattr(model, "module", model)
-    inner = getattr(inner, "_orig_mod", inner)
-    return getattr(inner, "input_kind", "image")
-
-
 def input_kind_of(cfg: Config) -> str:
     """The input kind a config's model needs, without building it."""
     if cfg.model.name in REGISTRY:

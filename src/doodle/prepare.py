@@ -160,8 +160,7 @@ class _ShardWriter:
         a.append("xy", b.xy)
         a.append("t", b.t)
         a.append("stroke_len", b.stroke_len)
-        st_off = np.concatenate([[0], np.cumsum(b.n_strokes, dtype=np.int64)])
-        pt_off = np.concatenate([[0], np.cumsum(b.stroke_len, dtype=np.int64)])[st_off]
+        st_off, pt_off = b.offsets()
         a.append("st_off", self.n_strokes + st_off[:-1])
         a.append("pt_off", self.n_points + pt_off[:-1])
         self.n_strokes += len(b.stroke_len)

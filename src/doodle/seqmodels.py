@@ -181,10 +181,7 @@ def _builder(cls: type[nn.Module]):
         bad = sorted(set(cfg.model.kwargs) - set(allowed))
         if bad:
             raise ValueError(f"model.kwargs: unknown key(s) {bad} for {cfg.model.name} (valid: {allowed})")
-        kwargs = dict(cfg.model.kwargs)
-        if "kernels" in kwargs:
-            kwargs["kernels"] = tuple(kwargs["kernels"])
-        return cls(N_FEATURES + (1 if cfg.seq.time else 0), n_classes, **kwargs)
+        return cls(N_FEATURES + (1 if cfg.seq.time else 0), n_classes, **cfg.model.kwargs)
 
     build.input_kind = cls.input_kind
     return build

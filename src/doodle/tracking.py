@@ -38,7 +38,7 @@ class EpochLog:
         self.tb.add_image("train/inputs", make_grid(x, nrow=8, pad_value=128), 0)
 
     def epoch(self, epoch: int, tr: dict, ev: dict, quotas: np.ndarray, acc_c: np.ndarray, spent: float) -> dict:
-        row = {"epoch": epoch, **{k: v for k, v in tr.items() if k != "train/complete"},
+        row = {"epoch": epoch, **tr,
                **{k: ev[k] for k in ("val/loss", "val/map3", "val/acc1")}, "time/seconds": round(spent, 1)}
         row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
         top = np.argsort(-quotas)[:3]
@@ -57,7 +57,6 @@ class EpochLog:
         self.tb.add_histogram("val/per_class_acc", torch.as_tensor(np.nan_to_num(acc_c)), epoch)
         self.tb.add_histogram("train/quota", torch.as_tensor(quotas, dtype=torch.float32), epoch)
         self.tb.flush()
-        self.acc_c = acc_c
         return row
 
     def finish(self, best: dict, history: list, spent: float, device, world: int, n_train: int, n_val: int) -> dict:

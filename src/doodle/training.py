@@ -75,8 +75,9 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     t = cfg.train
     if t.optimizer.lower() not in ("adamw", "sgd", "adam", "lamb", "lion", "rmsprop", "nadamw", "momentum"):
         raise ValueError(f"train.optimizer: {t.optimizer!r} not supported (adamw, sgd, adam, lamb, lion, ...)")
-    kwargs = {"momentum": t.momentum} if t.optimizer.lower() in ("sgd", "momentum", "rmsprop") else {}
-    return create_optimizer_v2(model, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, **kwargs)
+    # timm passes momentum only to optimizers that take one (sgd, momentum, rmsprop here)
+    return create_optimizer_v2(model, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
+                               momentum=t.momentum)
 
 
 class ConstantScheduler:
