@@ -1,4 +1,4 @@
-"""Review mends: the quota sampler's class grouping and short-epoch padding, and the training loop's
+"""The quota sampler's class grouping and short-epoch padding, and the training loop's
 device-side running totals (same numbers as a per-step host sum; a non-finite loss still raises)."""
 
 from __future__ import annotations
