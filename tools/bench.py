@@ -37,12 +37,12 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     if args.bench == "all":  # each in its own process: benches set thread counts and warm caches
-        rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "all"]
+        rest = [f"--data={args.data}", f"--naive={args.naive}", f"--repeats={args.repeats}",
+                *(["--quick"] if args.quick else [])]
         return max(subprocess.run([sys.executable, __file__, name, *rest]).returncode for name in BENCHES)
-    for name in [args.bench]:
-        mod = importlib.import_module(f"benchmarks.{name}")
-        for row in mod.run(args):
-            print(json.dumps({"bench": row.pop("bench", name), **row}), flush=True)
+    mod = importlib.import_module(f"benchmarks.{args.bench}")
+    for row in mod.run(args):  # every row starts with its "bench" name
+        print(json.dumps(row), flush=True)
     return 0
 
 

@@ -40,7 +40,7 @@ def compare(paths: list[Path]) -> list[dict]:
     rows = []
     for path in paths:
         if path.is_file():  # `outputs/*` also matches files such as a comparison.md
-            logging.getLogger("compare").warning("skipping %s: a file, not a run folder", path)
+            log.warning("skipping %s: a file, not a run folder", path)
             continue
         run = rep.load_run(path)
         rows.append(rep.run_row(run, rep.oof_logits(run) if len(run.folds) > 1 else None))

@@ -44,10 +44,10 @@ for method in prob_mean stack; do
 done
 $PY tools/ensemble.py outputs/ref27/r18_uniform outputs/ref27/r18_boost --out submissions/ref27_cnn2.csv
 $PY tools/ensemble.py outputs/ref27/r18_boost outputs/ref27/seq_gru --out submissions/ref27_cnn_seq.csv
-$PY tools/compare.py outputs/ref27/* --out outputs/ref27/comparison.md
+$PY tools/compare.py outputs/ref27/*/ --out outputs/ref27/comparison.md
 
 [ -f input/store_raw/store.json ] || $PY tools/prepare.py --src "$SHARED/raw" --out input/store_raw
 for cfg in r18_uniform r18_time; do
     train "$cfg" input/store_raw 30 0 "$TMIN" outputs/ref27-raw
 done
-$PY tools/compare.py outputs/ref27-raw/* --out outputs/ref27-raw/comparison.md
+$PY tools/compare.py outputs/ref27-raw/*/ --out outputs/ref27-raw/comparison.md

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from doodle.config import Config, load_resolved
 from doodle.metrics import accuracy, map_at_k
 from doodle.rundir import RunDir, fold_dirs, join_val_logits, load_logits
+from doodle.store import Store
 
 log = logging.getLogger("report")
 GOOD, BAD = "#1a7f37", "#cf222e"
@@ -335,7 +336,6 @@ class Drawings:
     def __init__(self, cfg: Config, store_path: str | Path | None = None):
         # doodle.data pulls in torch; only reports that draw need it, so it is imported here.
         from doodle.data import raster_spec
-        from doodle.store import Store
 
         self.spec = raster_spec(cfg)
         self.store = Store(store_path or cfg.data.store)

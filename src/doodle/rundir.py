@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 class CheckpointError(ValueError):
@@ -112,6 +111,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """torch.save into memory, then an atomic write (a kill mid-save leaves the old file intact)."""
+    import torch  # here, not at the top: readers of logits and run folders need no torch
+
     buf = io.BytesIO()
     torch.save(state, buf)
     try:
@@ -127,6 +128,8 @@ def load_checkpoint(path: Path, classes: list[str] | None = None) -> dict:
         raise CheckpointError(f"checkpoint {path} not found")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated (not a torch zip archive)")
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

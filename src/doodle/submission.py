@@ -7,9 +7,7 @@ underscores (`The Eiffel Tower` -> `The_Eiffel_Tower`).
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from doodle.metrics import top_k
+from doodle.rundir import atomic_write_bytes
 
 HEADER = "key_id,word"
 N_WORDS = 3
@@ -48,19 +47,11 @@ def to_submission(scores: np.ndarray, key_id: np.ndarray, classes: Sequence[str]
 
 
 def write_submission(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write `df` as a Kaggle CSV atomically (temp file in the same folder, then os.replace)."""
+    """Write `df` as a Kaggle CSV (UTF-8, LF line ends) atomically, via rundir.atomic_write_bytes."""
     path = Path(path)
     if list(df.columns) != ["key_id", "word"]:
         raise ValueError(f"submission frame needs columns ['key_id', 'word'], got {list(df.columns)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return path
 
 

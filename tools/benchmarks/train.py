@@ -40,7 +40,7 @@ def _state(cfg, model, device):
                       channels_last=device.type == "cuda")
 
 
-def measure(cfg, store, device, steps: int, workers: int) -> dict:
+def measure(cfg, store, device, steps: int) -> dict:
     split = make_split(store, cfg, 0)
     n = len(split.classes)
     torch.manual_seed(0)
@@ -51,7 +51,7 @@ def measure(cfg, store, device, steps: int, workers: int) -> dict:
     quotas = np.full(n, int(np.ceil(steps * bs / n)))
     sampler = QuotaSampler(split.train_idx, split.targets(store, split.train_idx), n, quotas, bs, seed=0)
     ds = BatchDataset(store, split, cfg, "image", train=True)
-    real = make_loader(ds, sampler, workers)
+    real = make_loader(ds, sampler, cfg.data.num_workers)
     first = ds[next(iter(sampler))]
     premade = [first] * len(sampler)
     out = {}
@@ -69,7 +69,6 @@ def measure(cfg, store, device, steps: int, workers: int) -> dict:
 
 
 def run(args):
-    torch.set_num_threads(torch.get_num_threads())
     classes = rich_classes(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "store"
@@ -83,8 +82,8 @@ def run(args):
                     f"train.batch_size={128 if cpu else 512}", "train.amp=auto"]
             cfg = load_config(ROOT / "configs/r18.yaml", sets)
             steps = (6 if args.quick else 25) if cpu else (50 if args.quick else 300)
-            r = measure(cfg, store, device, steps, 2)
+            r = measure(cfg, store, device, steps)
             yield {"bench": "train", "device": str(device), "model": cfg.model.name, "size": 64,
-                   "batch_size": cfg.train.batch_size, "loader_workers": 2, "steps": steps,
+                   "batch_size": cfg.train.batch_size, "loader_workers": cfg.data.num_workers, "steps": steps,
                    "premade_img_per_s": round(r["premade"], 1), "real_img_per_s": round(r["real_loader"], 1),
                    "ratio": round(r["real_loader"] / r["premade"], 3), "torch_threads": torch.get_num_threads()}
