@@ -56,7 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-@st.cache_resource(show_spinner="Loading model...", max_entries=16)
+# No cap on entries: the "ensemble of all" needs every fold loaded at once, however many there are.
+@st.cache_resource(show_spinner="Loading model...", max_entries=None)
 def _load(path: str, stamp: float) -> LoadedRun:
     return load_run(path, "cpu")
 
@@ -71,9 +72,16 @@ def key_index(store_root: str, stamp: float) -> page.KeyIndex:
     return page.KeyIndex(Store(store_root))
 
 
-@st.cache_data(show_spinner="Finding mistakes...", max_entries=16)
+@st.cache_resource(show_spinner="Finding mistakes...", max_entries=16)
 def run_mistakes(path: str, stamp: float) -> list[page.Mistake]:
+    """Shared, not copied, between reruns and sessions: the page only reads it."""
     return page.mistakes(loaded(Path(path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def collected_counts(root: str, words: tuple[str, ...], files: tuple) -> dict[str, int]:
+    """collect.counts, read again only when the collected files change (`files`: collect.file_stamps)."""
+    return collect.counts(root, words)
 
 
 def choose_runs(args: argparse.Namespace) -> list[Path]:
@@ -234,7 +242,7 @@ def label_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
         show_guesses(a)
         if st.button("Save drawing", type="primary", disabled=a.status != "ok", key="label_save"):
             save(a, word, words, args)
-    counts = collect.counts(args.collected, words)
+    counts = collected_counts(str(args.collected), tuple(words), collect.file_stamps(args.collected))
     st.subheader(f"Collected so far: {sum(counts.values())} drawing(s) of {len(counts)} word(s)")
     if counts:
         st.dataframe(pd.DataFrame({"word": list(counts), "drawings": list(counts.values())}),

@@ -31,7 +31,7 @@ from doodle.inference import input_files, load_run  # noqa: E402
 from doodle.metrics import accuracy, map_at_k  # noqa: E402
 from doodle.readers import read_file  # noqa: E402
 from doodle.rundir import save_logits  # noqa: E402
-from doodle.strokes import DEFAULT_LIMITS  # noqa: E402
+from doodle.strokes import DEFAULT_LIMITS, DrawingError, parse_key_id  # noqa: E402
 from doodle.submission import to_submission, write_submission  # noqa: E402
 from doodle.training import resolve_device  # noqa: E402
 
@@ -53,11 +53,19 @@ def parse_args(argv):
     return cli.add_debug_flag(p).parse_args(argv)
 
 
-def blank_rows(rejects: list) -> Batch:
-    """Rows with no strokes for rejected drawings whose key_id is usable."""
-    n = len(rejects)
-    return Batch(np.array([int(r.key_id) for r in rejects], np.int64), [None] * n, [""] * n,
-                 np.full(n, -1, np.int8), [""] * n, np.array([r.line for r in rejects], np.int64),
+def usable_key(key_id: str) -> int | None:
+    """A rejected row's key_id when it is a valid one (as the readers accept it), else None."""
+    try:
+        return parse_key_id(key_id)
+    except DrawingError:
+        return None
+
+
+def blank_rows(rows: list[tuple[int, int]]) -> Batch:
+    """Rows with no strokes for rejected drawings whose key_id is usable: (key_id, line) pairs."""
+    n = len(rows)
+    return Batch(np.array([k for k, _ in rows], np.int64), [None] * n, [""] * n,
+                 np.full(n, -1, np.int8), [""] * n, np.array([ln for _, ln in rows], np.int64),
                  np.zeros((0, 2), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(n, np.int32),
                  np.zeros(n, bool))
 
@@ -75,7 +83,7 @@ def read_inputs(files: list[Path], reject_log: Path) -> Batch:
                 for r in rejects:
                     w.writerow([str(path), r.line, r.key_id, r.reason, r.detail])
                 n_bad += len(rejects)
-                blank = [r for r in rejects if r.key_id.isdigit() and len(r.key_id) <= 18]
+                blank = [(k, r.line) for r in rejects if (k := usable_key(r.key_id)) is not None]
                 if blank:
                     parts.append(blank_rows(blank))
     if n_bad:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli  # noqa: E402
 from doodle import reporting as rep  # noqa: E402
-from doodle.metrics import accuracy, map_at_k, per_class_accuracy  # noqa: E402
+from doodle.metrics import per_class_accuracy, softmax  # noqa: E402
 from doodle.models import input_kind_of  # noqa: E402
 from doodle.raster import ENCODINGS  # noqa: E402
 
@@ -54,8 +54,8 @@ def summary_section(run: rep.Run, oof: dict | None) -> str:
         rows.append(["mean", "", f"{m['map3']:.4f}", f"{m['acc1']:.4f}", "", f"{m['epochs']:.1f}",
                      f"{m['images_seen']:,.0f}", f"{m['wall_minutes']:.1f}", f"{m['images_per_second']:.0f}", "", ""])
         if oof is not None:
-            rows.append(["OOF", "", f"{map_at_k(oof['logits'], oof['target'], 3):.4f}",
-                         f"{accuracy(oof['logits'], oof['target']):.4f}", "", "", "", "", "", "", len(oof["target"])])
+            rows.append(["OOF", "", f"{m['oof_map3']:.4f}", f"{m['oof_acc1']:.4f}", "", "", "", "", "", "",
+                         len(oof["target"])])
     partial = [str(f.k) for f in run.folds if f.summary.get("partial")]
     lines = [f"# Report: {run.name}", "",
              f"`{run.path}`: {len(run.folds)} fold(s); model **{cfg.model.name}**, encoding "
@@ -78,11 +78,6 @@ def class_section(oof: dict, out: Path) -> str:
     return (f"## Per-class accuracy\n\nTop-1 accuracy of each class on the {len(oof['target']):,} out-of-fold "
             f"drawings (folds {sorted(set(oof['fold'].tolist()))}, best epoch of each); n = drawings of the class."
             f"\n\n![per-class accuracy]({png.relative_to(out).as_posix()})")
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 def confusion_section(oof: dict, pairs: list[dict], drawings: rep.Drawings | None, note: str, out: Path) -> str:

@@ -130,6 +130,22 @@ def counts(root: str | Path, classes: Sequence[str]) -> dict[str, int]:
     return out
 
 
+def file_stamps(root: str | Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime_ns) of each collected file, sorted: changes whenever a drawing is saved, so a
+    cache of `counts` keyed on it is re-read only then."""
+    root = Path(root)
+    if not root.is_dir():
+        return ()
+    out = []
+    for p in sorted(root.glob("*.ndjson")):
+        try:
+            st = p.stat()
+        except OSError:  # removed since the glob
+            continue
+        out.append((p.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def challenge_word(classes: Sequence[str], per_class_acc: np.ndarray | None, rng: np.random.Generator,
                    n_worst: int = 20) -> str:
     """A word the model gets wrong often: weighted (by error rate) draw among its `n_worst` classes."""

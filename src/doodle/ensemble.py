@@ -16,6 +16,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, cross_val_predict
 
+from doodle.metrics import softmax  # float32; tools/ensemble.py uses it as ensemble.softmax
+
 log = logging.getLogger(__name__)
 
 
@@ -80,12 +82,6 @@ def align_members(members: Sequence[dict]) -> Aligned:
                                     f"{int((t != target).sum())} drawings")
             target, target_from = t, name
     return Aligned(names, ref_keys, ref_classes, logits, target)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    x = np.asarray(logits, np.float32)
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _prob_mean(logits: list[np.ndarray], w: np.ndarray) -> np.ndarray:

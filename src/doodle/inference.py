@@ -5,7 +5,6 @@ Used by src/predict.py, the drawing page and the tools, so all of them render ex
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from doodle.augment import Points, flip_x
+from doodle.augment import Points
 from doodle.batch import Batch
 from doodle.config import Config, load_resolved
 from doodle.data import make_inputs, raster_spec
@@ -22,8 +21,6 @@ from doodle.models import build_model, input_kind_of
 from doodle.raster import RasterSpec
 from doodle.readers import FORMATS
 from doodle.rundir import CheckpointError, RunDir, fold_dirs, load_checkpoint
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,11 +58,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """A fold folder -> model in eval mode with its saved config; class lists must agree."""
     run = find_folds(path)[0] if not (Path(path) / "config.yaml").is_file() else RunDir(Path(path))
     cfg, facts = load_resolved(run.config)
-    ckpt = load_checkpoint(run.best)
+    ckpt = load_checkpoint(run.best, facts.get("classes") or None)
     classes = list(ckpt["classes"])
-    if facts.get("classes") and list(facts["classes"]) != classes:
-        raise CheckpointError(f"checkpoint {run.best} holds {len(classes)} classes that differ from "
-                              f"{run.config} ({len(facts['classes'])}); refusing a mismatched model")
     device = torch.device(device)
     cfg.model.pretrained, cfg.model.weights = False, ""  # the checkpoint has the weights
     model = build_model(cfg, len(classes), raster_spec(cfg).channels)
@@ -81,16 +75,12 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
 
 
 @torch.no_grad()
-def predict_points(lr: LoadedRun, pts: Points, tta: str = "none") -> np.ndarray:
+def predict_points(lr: LoadedRun, pts: Points) -> np.ndarray:
     """Logits (B, C) float32 for a batch of drawings, rendered with the run's own config."""
-    views = [pts, flip_x(pts)] if tta == "flip" else [pts]
-    out = 0.0
-    for v in views:
-        batch = make_inputs(v, lr.cfg, lr.spec, lr.input_kind)
-        with lr.precision.autocast():
-            logits = forward(lr.model, to_input(batch, lr.device, channels_last=False))
-        out = out + logits.float().cpu().numpy()
-    return out / len(views)
+    batch = make_inputs(pts, lr.cfg, lr.spec, lr.input_kind)
+    with lr.precision.autocast():
+        logits = forward(lr.model, to_input(batch, lr.device, channels_last=False))
+    return logits.float().cpu().numpy()
 
 
 def batch_points(b: Batch) -> Points:

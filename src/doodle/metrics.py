@@ -1,4 +1,4 @@
-"""The competition metric and friends, defined once: MAP@3, top-k accuracy, per-class accuracy."""
+"""The competition metric and friends, defined once: MAP@3, top-k accuracy, per-class accuracy, softmax."""
 
 from __future__ import annotations
 
@@ -6,12 +6,33 @@ import numpy as np
 
 
 def top_k(scores: np.ndarray, k: int = 3) -> np.ndarray:
-    """Indices of the k largest scores per row, best first (ties broken by lower index)."""
+    """Indices of the k largest scores per row, best first (ties broken by lower index; NaN ranks last).
+
+    As `np.argsort(-scores, kind="stable")[:, :k]`, but at argpartition's speed: the k-th largest value of
+    each row is found by partition, then the row's k winners are taken in index order (so among scores equal
+    to the k-th, the lower indices win) and sorted stably by score.
+    """
     scores = np.asarray(scores)
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    n, c = scores.shape
+    k = min(k, c)
+    neg = -(scores.astype(np.float32) if scores.dtype == np.float16 else scores)  # exact; f16 compares slowly
+    kth = np.take_along_axis(neg, np.argpartition(neg, k - 1, axis=1)[:, k - 1 : k], axis=1)
+    above, tie = neg < kth, neg == kth
+    chosen = above | tie
+    need = k - np.count_nonzero(above, axis=1)
+    extra = np.flatnonzero(np.count_nonzero(tie, axis=1) > need)  # more scores equal the k-th than places left
+    if len(extra):
+        rank = np.cumsum(tie[extra], axis=1, dtype=np.int32)
+        chosen[extra] = above[extra] | (tie[extra] & (rank <= need[extra, None]))
+    ok = np.count_nonzero(chosen, axis=1) == k  # not so when the k-th value is NaN (< k numbers in the row)
+    if ok.all():
+        idx = np.nonzero(chosen)[1].reshape(n, k)
+    else:
+        idx = np.empty((n, k), np.intp)
+        idx[ok] = np.nonzero(chosen[ok])[1].reshape(-1, k)
+        idx[~ok] = np.argsort(neg[~ok], axis=1, kind="stable")[:, :k]
+    order = np.argsort(np.take_along_axis(neg, idx, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1)
 
 
 def map_at_k(scores: np.ndarray, target: np.ndarray, k: int = 3) -> float:
@@ -41,3 +62,10 @@ def per_class_accuracy(scores: np.ndarray, target: np.ndarray, n_classes: int) -
 def summarize(scores: np.ndarray, target: np.ndarray, prefix: str = "val") -> dict[str, float]:
     """`{prefix}/map3` and `{prefix}/acc1` for a score matrix."""
     return {f"{prefix}/map3": map_at_k(scores, target, 3), f"{prefix}/acc1": accuracy(scores, target)}
+
+
+def softmax(logits: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Probabilities over the last axis, computed in (and returned as) `dtype`."""
+    x = np.asarray(logits, dtype)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

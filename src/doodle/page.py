@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from doodle import metrics
 from doodle.augment import Points
 from doodle.batch import batch_from_drawings
 from doodle.inference import LoadedRun, batch_points, predict_points
 from doodle.raster import ENCODINGS, RasterSpec, render_drawing
 from doodle.rundir import RunDir, load_logits
 from doodle.store import Store
-from doodle.strokes import Drawing, DrawingError, Limits, parse_canvas, simplify_raw
+from doodle.strokes import Drawing, DrawingError, Limits, is_canvas_path, parse_canvas, simplify_raw
 
 # Caps that keep one rerun near the latency goal (p95 <= 50 ms): simplify_raw costs about 0.4 ms per stroke
 # plus a numpy step per point it keeps, which grows with the ink. In the 0..255 box a real doodle has ~1,100
@@ -54,12 +55,11 @@ class Analysis:
 
 
 def canvas_paths(json_data) -> dict:
-    """The canvas JSON's strokes only, typed "path" as parse_canvas expects (fabric.js 6+ writes "Path")."""
+    """The canvas JSON's strokes only (its path objects, see strokes.is_canvas_path)."""
     objects = json_data.get("objects") if isinstance(json_data, dict) else None
     if not isinstance(objects, list):
         return {"objects": []}
-    return {"objects": [{"type": "path", "path": o.get("path")} for o in objects
-                        if isinstance(o, dict) and str(o.get("type", "")).lower() == "path"]}
+    return {"objects": [o for o in objects if is_canvas_path(o)]}
 
 
 def count_paths(json_data) -> int:
@@ -113,21 +113,19 @@ def model_image(simplified: Drawing, spec: RasterSpec) -> np.ndarray:
     return render_drawing(simplified, spec)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def ensemble_probs(runs: Sequence[LoadedRun], simplified: Drawing) -> np.ndarray:
     """Mean class probabilities over runs (each renders with its own spec); runs must share classes."""
     pts = as_points(simplified)
-    probs = [softmax(predict_points(lr, pts)[0].astype(np.float64)) for lr in runs]
+    probs = [metrics.softmax(predict_points(lr, pts)[0], np.float64) for lr in runs]
     return np.mean(probs, axis=0)
 
 
 def top_k(probs: np.ndarray, classes: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
-    idx = np.argsort(-probs, kind="stable")[:k]
+    """The k most probable classes of one drawing as (name, probability), best first (ties: lower index)."""
+    return _named(metrics.top_k(np.asarray(probs)[None], k)[0], probs, classes)
+
+
+def _named(idx: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> list[tuple[str, float]]:
     return [(classes[i], float(probs[i])) for i in idx]
 
 
@@ -219,23 +217,16 @@ def mistakes(lr: LoadedRun) -> list[Mistake]:
     v = load_logits(lr.run.val_logits)
     if v["classes"] != lr.classes or v["target"] is None:
         raise ValueError(f"{lr.run.val_logits}: classes or targets do not match the run's checkpoint")
-    probs = softmax(v["logits"].astype(np.float64))
+    probs = metrics.softmax(v["logits"], np.float64)
     target = np.asarray(v["target"])
     pred = probs.argmax(axis=1)
-    acc = class_accuracy(pred, target, len(lr.classes))
+    acc = metrics.per_class_accuracy(probs, target, len(lr.classes))
     wrong = np.flatnonzero(pred != target)
     # worst class first, then the most confident mistakes within it
     order = wrong[np.lexsort((-probs[wrong, pred[wrong]], acc[target[wrong]]))]
+    guesses = metrics.top_k(probs[order], 3)
     return [Mistake(int(v["key_id"][i]), lr.classes[target[i]], float(acc[target[i]]),
-                    top_k(probs[i], lr.classes, 3)) for i in order]
-
-
-def class_accuracy(pred: np.ndarray, target: np.ndarray, n_classes: int) -> np.ndarray:
-    """Top-1 accuracy per class (NaN for a class without validation drawings)."""
-    n = np.bincount(target, minlength=n_classes).astype(np.float64)
-    hit = np.bincount(target[pred == target], minlength=n_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, hit / n, np.nan)
+                    _named(top, probs[i], lr.classes)) for i, top in zip(order, guesses, strict=True)]
 
 
 class KeyIndex:

@@ -335,6 +335,11 @@ def _path_points(path, budget: int) -> list[tuple[float, float]]:
     return pts
 
 
+def is_canvas_path(obj) -> bool:
+    """A fabric.js stroke: an object typed "path" (fabric.js 6+ writes "Path"); other canvas objects are not."""
+    return isinstance(obj, dict) and str(obj.get("type", "")).lower() == "path"
+
+
 def parse_canvas(data, limits: Limits = DEFAULT_LIMITS, times: Sequence[float] | None = None) -> Drawing:
     """The drawing page's canvas JSON (fabric.js objects) -> raw Drawing in canvas pixels.
 
@@ -353,7 +358,7 @@ def parse_canvas(data, limits: Limits = DEFAULT_LIMITS, times: Sequence[float] |
     if times is not None and not isinstance(times, (list, tuple, np.ndarray)):
         raise DrawingError("bad_structure", "stroke times must be a list of numbers")
     times = None if times is None else [_canvas_number(t, "stroke time") for t in list(times)[: limits.max_strokes + 1]]
-    paths = [o for o in objects if isinstance(o, dict) and str(o.get("type", "")).lower() == "path"]
+    paths = [o for o in objects if is_canvas_path(o)]
     if len(paths) > limits.max_strokes:
         raise DrawingError("too_many_strokes", f"{len(paths)} > {limits.max_strokes}")
     strokes, budget = [], limits.max_points
@@ -368,9 +373,3 @@ def parse_canvas(data, limits: Limits = DEFAULT_LIMITS, times: Sequence[float] |
         step = max(t1 - t0, 1.0) / len(pts)
         strokes.append([xs, ys, [t0 + step * i for i in range(len(pts))]])
     return from_strokes(strokes, limits)
-
-
-def bbox_diag(d: Drawing) -> float:
-    """Length of the drawing's bounding-box diagonal (0 for a single point)."""
-    span = d.xy.max(axis=0) - d.xy.min(axis=0)
-    return float(math.hypot(*span))
