@@ -114,8 +114,8 @@ def _copy_shards(shards, keep_masks, out, has_time, n_folds, rej) -> tuple[int, 
             else:
                 st_rng, pt_rng = ranges(s0, s1), ranges(p0, p1)
             dst.append("xy", src["xy"][pt_rng])
-            if has_time:
-                dst.append("t", src["t"][pt_rng])
+            if has_time:  # an untimed shard's t is empty: its points have no time
+                dst.append("t", src["t"][pt_rng] if counts["t"] else np.full(int((p1 - p0).sum()), -1, np.int32))
             dst.append("stroke_len", src["stroke_len"][st_rng])
             dst.append("pt_off", n_pts + np.concatenate([[0], np.cumsum(p1 - p0)[:-1]]) if len(idx) else idx)
             dst.append("st_off", n_st + np.concatenate([[0], np.cumsum(s1 - s0)[:-1]]) if len(idx) else idx)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from doodle.batch import Batch, FileFormatError, Reject, concat_batches
 from doodle.csvread import parse_csv_header
+from doodle.lineblocks import CHUNK_BYTES
 from doodle.merge import SHARD_ARRAYS, merge_shards
 from doodle.readers import FORMATS, read_file
 from doodle.store import ARRAYS, ArrayAppender, array_path
@@ -51,7 +52,7 @@ class PrepareOptions:
     all_known: set[str]  # words that are real classes, selected or not (others are rejected)
     n_folds: int = 5
     limits: Limits = DEFAULT_LIMITS
-    chunk_bytes: int = 8 << 20
+    chunk_bytes: int = CHUNK_BYTES
 
 
 @dataclass
@@ -128,6 +129,7 @@ def _label(words: list, opts: PrepareOptions, index: dict) -> tuple[np.ndarray, 
 
 class _ShardWriter:
     """One shard folder: the store's arrays (not fsynced: they are temporary), meta.parquet, rejects.csv.
+    A shard without timed drawings leaves its `t` array empty (no 4 bytes of -1 per point on disk).
 
     Batches are buffered up to BUFFER_ROWS drawings or BUFFER_POINTS points and written together: writing
     each small file's batch (nine arrays and a parquet row group) costs more than parsing it.
@@ -142,6 +144,7 @@ class _ShardWriter:
         self.rejects_file = open(shard / "rejects.csv", "w", newline="")
         self.rejects = csv.writer(self.rejects_file)
         self.n_points = self.n_strokes = 0
+        self.timed = False  # times are written from the first timed batch on (-1 for the points before it)
 
     def append(self, b: Batch, labels: np.ndarray, source: str) -> None:
         """Queue the rows of `b` (with their class indices) read from file `source`."""
@@ -158,7 +161,12 @@ class _ShardWriter:
         b = concat_batches([p[0] for p in self.pending])
         a = self.arrays
         a.append("xy", b.xy)
-        a.append("t", b.t)
+        if not self.timed and b.raw.any():
+            self.timed = True
+            for start in range(0, self.n_points, BUFFER_POINTS):  # untimed points so far: no time
+                a.append("t", np.full(min(BUFFER_POINTS, self.n_points - start), -1, np.int32))
+        if self.timed:
+            a.append("t", b.t)
         a.append("stroke_len", b.stroke_len)
         st_off, pt_off = b.offsets()
         a.append("st_off", self.n_strokes + st_off[:-1])
