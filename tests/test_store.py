@@ -120,3 +120,11 @@ def test_fold_of_is_fixed_and_spread():
 def test_ranges():
     assert ranges(np.array([3, 0, 7]), np.array([5, 0, 10])).tolist() == [3, 4, 7, 8, 9]
     assert ranges(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
+
+
+def test_rows_of_finds_each_key_id_and_marks_the_missing(sample_store):
+    store = Store(sample_store[0])
+    keys = np.asarray(store.key_id)
+    pick = np.array([len(keys) - 1, 0, 5])
+    assert store.rows_of(keys[pick]).tolist() == pick.tolist()
+    assert store.rows_of([1, keys[3], -7]).tolist() == [-1, 3, -1]

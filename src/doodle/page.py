@@ -230,19 +230,16 @@ def mistakes(lr: LoadedRun) -> list[Mistake]:
 
 
 class KeyIndex:
-    """key_id -> store row, by binary search over a sorted copy (built once per store)."""
+    """key_id -> the store's drawing (`Store.rows_of`'s sorted index, built once per store)."""
 
     def __init__(self, store: Store):
         self.store = store
-        keys = np.asarray(store.key_id)
-        self.order = np.argsort(keys, kind="stable")
-        self.sorted = keys[self.order]
 
     def drawing(self, key_id: int) -> Drawing:
-        i = int(np.searchsorted(self.sorted, key_id))
-        if i >= len(self.sorted) or self.sorted[i] != key_id:
+        row = int(self.store.rows_of([key_id])[0])
+        if row < 0:
             raise KeyError(f"key_id {key_id} not in store {self.store.root}")
-        return self.store.drawing(int(self.order[i]))
+        return self.store.drawing(row)
 
 
 def page_slice(n: int, page: int, per_page: int) -> tuple[slice, int]:

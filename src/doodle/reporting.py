@@ -343,9 +343,9 @@ class Drawings:
 
     def index(self, key_ids: np.ndarray) -> None:
         """Look up the store rows of these key_ids once (one pass over the store's key_id column)."""
-        keys = np.asarray(self.store.key_id)
-        hit = np.flatnonzero(np.isin(keys, np.asarray(key_ids, np.int64)))
-        self.rows.update(zip(keys[hit].tolist(), hit.tolist(), strict=True))
+        keys = np.asarray(key_ids, np.int64)
+        rows = self.store.rows_of(keys)
+        self.rows.update(zip(keys[rows >= 0].tolist(), rows[rows >= 0].tolist(), strict=True))
 
     def render(self, key_id: int) -> np.ndarray | None:
         """(H, W, C) uint8 as the model sees it at validation (no augmentation); None if not in the store."""

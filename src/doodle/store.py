@@ -122,9 +122,23 @@ class Store:
         self.info = StoreInfo(meta["n_drawings"], meta["n_strokes"], meta["n_points"], meta["classes"],
                               meta["n_folds"], meta["has_time"])
         self._arrays: dict[str, np.ndarray] | None = None
+        self._by_key: tuple[np.ndarray, np.ndarray] | None = None  # (row order, key_ids sorted), built on use
 
     def __getstate__(self):
-        return {"root": self.root, "info": self.info, "_arrays": None}
+        return {"root": self.root, "info": self.info, "_arrays": None, "_by_key": None}
+
+    def rows_of(self, key_ids) -> np.ndarray:
+        """The rows holding these key_ids, -1 where one is not in the store (a sorted index, built once)."""
+        if self._by_key is None:
+            keys = np.asarray(self.key_id)
+            order = np.argsort(keys, kind="stable")
+            self._by_key = order, keys[order]
+        order, keys = self._by_key
+        q = np.asarray(key_ids, np.int64).reshape(-1)
+        if not len(keys):
+            return np.full(len(q), -1, np.int64)
+        i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+        return np.where(keys[i] == q, order[i], -1)
 
     @property
     def classes(self) -> list[str]:
