@@ -14,8 +14,8 @@ pause           pause before the stroke began / (pause + 500 ms); falls back to 
 ==============  =======================================================================
 
 Encodings name channel tuples (`ENCODINGS`); `order3` is the default. Training renders whole batches
-(`render_batch`); `rasterize` takes one drawing as nested lists or as its JSON text (read by the compiled
-`jsontext` reader, no Python number per coordinate), reads every number in one pass and draws it in a
+(`render_batch`); `rasterize` takes one drawing as nested lists or as its JSON text (`flatten` reads every number
+once; text through the compiled `jsontext` reader, no Python number per coordinate) and draws it in a
 single compiled call, and with `fit=True` first maps raw canvas pixels into the box. Drawing is
 done by one compiled kernel: every segment is walked at 1-pixel steps, each step stamps a `line_width`
 square, and the channel values are interpolated along the segment. Later ink overwrites earlier ink,
@@ -27,16 +27,14 @@ averages down with cv2.INTER_AREA.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 
 import cv2
 import numba
 import numpy as np
 
-from doodle.jsontext import parse_drawing_text
+from doodle.flatten import FLATTEN_ERRORS, flat_values, unflatten
 
 FEATURES = {"ink": 0, "stroke_order": 1, "point_order": 2, "time": 3, "speed": 4, "pause": 5}
 ENCODINGS: dict[str, tuple[str, ...]] = {
@@ -107,6 +105,26 @@ def _stamp(img, x, y, v, C, lw, size):
                 img[yy, xx, c] = v[c]
 
 
+@numba.njit(cache=True, inline="always")
+def _steps_lw2_c3(img, xa, ya, dx, dy, inv, last, v0, dv, vv, size):
+    """The step loop of `_render` for 3 channels and line width 2, same pixels as the general loop."""
+    a0, a1, a2, d0, d1, d2 = v0[0], v0[1], v0[2], dv[0], dv[1], dv[2]
+    for i in range(last):
+        u = i * inv
+        x0 = int(np.floor(xa + dx * u + 0.5))
+        y0 = int(np.floor(ya + dy * u + 0.5))
+        c0, c1, c2 = np.uint8(a0 + d0 * u), np.uint8(a1 + d1 * u), np.uint8(a2 + d2 * u)
+        if 0 <= x0 < size - 1 and 0 <= y0 < size - 1:
+            for yy in range(y0, y0 + 2):
+                for xx in range(x0, x0 + 2):
+                    img[yy, xx, 0] = c0
+                    img[yy, xx, 1] = c1
+                    img[yy, xx, 2] = c2
+        else:  # clipped at the border
+            vv[0], vv[1], vv[2] = c0, c1, c2
+            _stamp(img, xa + dx * u, ya + dy * u, vv, 3, 2, size)
+
+
 @numba.njit(cache=True, fastmath=True)
 def _render(xy, t, slen, nst, fids, size, lw, margin, floor, out):
     """Draw B drawings into the zeroed `out` (B, size, size, C): points xy (P, 2) in the 0..255 box, t (P,)
@@ -159,11 +177,14 @@ def _render(xy, t, slen, nst, fids, size, lw, margin, floor, out):
                 inv = 1.0 / n
                 # the segment's last step is the next segment's first: draw it only at the stroke's end
                 last = n + 1 if j == max(L - 1, 1) - 1 else n
-                for i in range(last):
-                    u = i * inv
-                    for c in range(C):
-                        vv[c] = np.uint8(v0[c] + dv[c] * u)
-                    _stamp(img, xa + dx * u, ya + dy * u, vv, C, lw, size)
+                if lw == 2 and C == 3:  # the default: values and stamp in registers, ~1.7x faster
+                    _steps_lw2_c3(img, xa, ya, dx, dy, inv, last, v0, dv, vv, size)
+                else:
+                    for i in range(last):
+                        u = i * inv
+                        for c in range(C):
+                            vv[c] = np.uint8(v0[c] + dv[c] * u)
+                        _stamp(img, xa + dx * u, ya + dy * u, vv, C, lw, size)
             if timed:
                 prev_end = float(t[p + L - 1])
             gi += L
@@ -212,110 +233,12 @@ def _downsample(out: np.ndarray, spec: RasterSpec) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _unflatten(flat, alens, narr, fit):
-    """Every array of every stroke, concatenated, -> (error, xy (P, 2) float32, t (P,) int32, stroke_len (S,)).
-
-    error 1: a stroke is not 2 or 3 arrays; 2: the arrays of a stroke differ in length; 3: a value is NaN or
-    infinite. Empty strokes are dropped. t is ms since the first point, or -1 everywhere unless every stroke
-    has times. With `fit`, points move to the top-left corner and scale so the longer side spans 0..255: raw
-    canvas pixels -> the simplified box, as Google's simplification (and the naive reference) does.
-    """
-    S = narr.shape[0]
-    timed = S > 0
-    P = 0
-    a = 0
-    for s in range(S):
-        k = narr[s]
-        if k < 2 or k > 3:
-            return 1, np.empty((0, 2), np.float32), np.empty(0, np.int32), np.empty(0, np.int32)
-        if alens[a + 1] != alens[a] or (k == 3 and alens[a + 2] != alens[a]):
-            return 2, np.empty((0, 2), np.float32), np.empty(0, np.int32), np.empty(0, np.int32)
-        timed = timed and k == 3
-        P += alens[a]
-        a += k
-    # first pass: bounding box, first time, non-empty strokes; second pass: write the points
-    x0, y0, x1, y1, t0 = np.inf, np.inf, -np.inf, -np.inf, np.inf
-    lens = np.empty(S, np.int32)
-    ns = a = off = 0
-    for s in range(S):
-        k, L = narr[s], alens[a]
-        for i in range(k * L):
-            if not np.isfinite(flat[off + i]):
-                return 3, np.empty((0, 2), np.float32), np.empty(0, np.int32), np.empty(0, np.int32)
-        for i in range(L):
-            x0, x1 = min(x0, flat[off + i]), max(x1, flat[off + i])
-            y0, y1 = min(y0, flat[off + L + i]), max(y1, flat[off + L + i])
-            if timed:
-                t0 = min(t0, flat[off + 2 * L + i])
-        if L > 0:
-            lens[ns] = L
-            ns += 1
-        off += k * L
-        a += k
-    sx, sy, scale = (x0, y0, 255.0 / max(x1 - x0, y1 - y0, 1.0)) if fit else (0.0, 0.0, 1.0)
-    xy = np.empty((P, 2), np.float32)
-    t = np.full(P, -1, np.int32)
-    p = a = off = 0
-    for s in range(S):
-        k, L = narr[s], alens[a]
-        for i in range(L):
-            xy[p + i, 0] = (flat[off + i] - sx) * scale
-            xy[p + i, 1] = (flat[off + L + i] - sy) * scale
-            if timed:
-                t[p + i] = np.int32(np.rint(flat[off + 2 * L + i] - t0))
-        p += L
-        off += k * L
-        a += k
-    return 0, xy, t, lens[:ns]
-
-
-@numba.njit(cache=True)
 def _rasterize_one(flat, alens, narr, fit, fids, size, lw, margin, floor, out):
     """`_unflatten` + `_render` of one drawing in one compiled call (a dispatch costs microseconds)."""
-    err, xy, t, lens = _unflatten(flat, alens, narr, fit)
+    err, xy, t, lens = unflatten(flat, alens, narr, fit)
     if err == 0:
         _render(xy, t, lens, np.full(1, lens.shape[0], np.int32), fids, size, lw, margin, floor, out)
     return err
-
-
-_FLATTEN_ERRORS = {1: "a stroke must be 2 or 3 arrays (xs, ys[, ts])",
-                   2: "a stroke has x, y (and t) arrays of different lengths",
-                   3: "a stroke has a NaN or infinite value"}
-
-
-def _flat_values(strokes: Sequence | str | bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Python strokes or their JSON text -> (every number in order as float64, length of every array,
-    arrays per stroke)."""
-    if isinstance(strokes, (str, bytes, bytearray)):
-        parsed = parse_drawing_text(strokes)
-        if parsed is not None:
-            return parsed
-        try:
-            strokes = json.loads(strokes)
-        except ValueError as e:
-            raise ValueError(f"a drawing's text is not valid JSON: {e}") from None
-        if not isinstance(strokes, list):
-            raise ValueError(f"a drawing's text must be a JSON list of strokes, not {type(strokes).__name__}")
-    try:
-        narr = [len(s) for s in strokes]
-        alens = [len(a) for s in strokes for a in s]
-        # one C-level pass over every number: far cheaper than an array per stroke or a list per axis
-        flat = np.fromiter(chain.from_iterable(chain.from_iterable(strokes)), np.float64, count=sum(alens))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"a drawing must be a list of strokes [xs, ys(, ts)] of numbers: {e}") from None
-    # (Python lists, not numpy reductions, for the bookkeeping: on a few strokes numpy's overhead dominates)
-    return flat, np.array(alens, np.int64), np.array(narr, np.int64)
-
-
-def flatten_strokes(strokes: Sequence, fit: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """`[(xs, ys[, ts]), ...]` -> xy (P, 2) float32, t (P,) int32 ms since the first point or None, stroke_len.
-
-    `fit=True` maps raw canvas pixels into the 0..255 box (top-left aligned, longer side 255).
-    """
-    err, xy, t, lens = _unflatten(*_flat_values(strokes), fit)
-    if err:
-        raise ValueError(_FLATTEN_ERRORS[err])
-    return xy, (t if len(t) and t[0] >= 0 else None), lens
 
 
 @functools.lru_cache(maxsize=64)
@@ -333,9 +256,9 @@ def rasterize(strokes: Sequence | str, size: int = 64, channels: str = "order3",
     """
     spec = _spec(size, channels, line_width, margin, antialias)
     out = _canvas(1, spec)
-    err = _rasterize_one(*_flat_values(strokes), fit, spec.feature_ids(), out.shape[1], *_scaled(spec), out)
+    err = _rasterize_one(*flat_values(strokes), fit, spec.feature_ids(), out.shape[1], *_scaled(spec), out)
     if err:
-        raise ValueError(_FLATTEN_ERRORS[err])
+        raise ValueError(FLATTEN_ERRORS[err])
     return _downsample(out, spec)[0]
 
 
