@@ -12,12 +12,12 @@ import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from doodle.canvas import parse_canvas
 from doodle.fastparse import parse_kaggle_fields
 from doodle.strokes import (
     Drawing,
     DrawingError,
     Limits,
-    parse_canvas,
     parse_kaggle_drawing,
     parse_ndjson_line,
 )

@@ -12,6 +12,7 @@ import pytest
 from conftest_app import RAW, outputs_copy, tiny_run  # noqa: F401  (fixtures)
 
 from doodle import collect, page, resources
+from doodle.canvas import parse_canvas
 from doodle.data import make_inputs
 from doodle.inference import load_run
 from doodle.models import build_model
@@ -19,7 +20,7 @@ from doodle.prepare import PrepareOptions, prepare
 from doodle.raster import RasterSpec, render_drawing
 from doodle.readers import read_ndjson
 from doodle.store import Store
-from doodle.strokes import parse_canvas, simplify_raw
+from doodle.strokes import simplify_raw
 
 WORDS = resources.kaggle_classes()
 

@@ -14,9 +14,9 @@ from conftest_app import outputs_copy, tiny_run  # noqa: F401  (fixtures)
 from helpers import load_script
 
 from doodle import collect, ensemble, metrics, page, resources
+from doodle.canvas import parse_canvas
 from doodle.inference import load_run
 from doodle.rundir import CheckpointError
-from doodle.strokes import parse_canvas
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY19 = "1234567890123456789"  # label mode's 19-digit key_ids (collect.KEY_ID_DIGITS)
@@ -100,7 +100,7 @@ def test_per_class_accuracy_is_nan_for_an_empty_class():
 # ---- canvas paths --------------------------------------------------------------------------------------
 
 def test_canvas_paths_keep_fabric6_path_objects_only():
-    from doodle.strokes import is_canvas_path
+    from doodle.canvas import is_canvas_path
 
     stroke = [["M", 1, 2], ["L", 30, 40]]
     data = {"objects": [{"type": "Path", "path": stroke}, {"type": "rect"}, "junk", {"type": "path", "path": stroke}]}

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from doodle.canvas import parse_canvas
 from doodle.strokes import (
     Drawing,
     DrawingError,
     Limits,
     from_strokes,
-    parse_canvas,
     parse_kaggle_drawing,
     parse_key_id,
     parse_ndjson_line,

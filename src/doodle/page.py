@@ -1,6 +1,6 @@
 """The drawing page's logic, free of Streamlit so it can be tested and timed on its own.
 
-A canvas drawing goes through what a stored raw drawing goes through: `strokes.parse_canvas` (canvas
+A canvas drawing goes through what a stored raw drawing goes through: `canvas.parse_canvas` (canvas
 pixels, per-stroke arrival times) -> `strokes.simplify_raw` (Google's simplification, as prepare does) ->
 `raster.render_drawing` with the run's own spec for what the page shows, and `inference.predict_points` on
 the store's flat form (`batch.batch_from_drawings`) for the guesses. simplify_raw already puts points on
@@ -21,11 +21,12 @@ import numpy as np
 from doodle import metrics
 from doodle.augment import Points
 from doodle.batch import batch_from_drawings
+from doodle.canvas import is_canvas_path, parse_canvas
 from doodle.inference import LoadedRun, batch_points, predict_points
 from doodle.raster import ENCODINGS, RasterSpec, render_drawing
 from doodle.rundir import RunDir, load_logits
 from doodle.store import Store
-from doodle.strokes import Drawing, DrawingError, Limits, is_canvas_path, parse_canvas, simplify_raw
+from doodle.strokes import Drawing, DrawingError, Limits, simplify_raw
 
 # Caps that keep one rerun near the latency goal (p95 <= 50 ms): simplify_raw costs about 0.4 ms per stroke
 # plus a numpy step per point it keeps, which grows with the ink. In the 0..255 box a real doodle has ~1,100
@@ -55,7 +56,7 @@ class Analysis:
 
 
 def canvas_paths(json_data) -> dict:
-    """The canvas JSON's strokes only (its path objects, see strokes.is_canvas_path)."""
+    """The canvas JSON's strokes only (its path objects, see canvas.is_canvas_path)."""
     objects = json_data.get("objects") if isinstance(json_data, dict) else None
     if not isinstance(objects, list):
         return {"objects": []}
