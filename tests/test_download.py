@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 from helpers import load_script
 
-from doodle import cli, download
+from doodle import cli, download, kaggle_api
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = b"".join(b'{"word":"cat","key_id":"%d","drawing":[[[0,1],[2,3]]]}\n' % i for i in range(200))
@@ -245,11 +245,11 @@ def test_kaggle_credentials_found(monkeypatch, tmp_path):
     _no_kaggle_credentials(monkeypatch, tmp_path)
     (tmp_path / "kaggle_config").mkdir()
     (tmp_path / "kaggle_config" / "kaggle.json").write_text('{"username": "u", "key": "k"}')
-    assert download.ensure_kaggle_credentials().endswith("kaggle.json")
+    assert kaggle_api.ensure_kaggle_credentials().endswith("kaggle.json")
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("KAGGLE_USERNAME", "u")
     monkeypatch.setenv("KAGGLE_KEY", "k")
-    assert download.ensure_kaggle_credentials() == "KAGGLE_USERNAME/KAGGLE_KEY"
+    assert kaggle_api.ensure_kaggle_credentials() == "KAGGLE_USERNAME/KAGGLE_KEY"
 
 
 class FakeKaggleApi:
@@ -274,12 +274,12 @@ class FakeKaggleApi:
 def test_kaggle_download_unzips_and_skips_present(tmp_path):
     api = FakeKaggleApi()
     (tmp_path / "sample_submission.csv").write_text("key_id,word\n")
-    out = download.download_kaggle(tmp_path, api=api)
+    out = kaggle_api.download_kaggle(tmp_path, api=api)
     assert out == {"train_simplified.zip": "downloaded", "test_simplified.csv": "downloaded",
                    "sample_submission.csv": "skipped"}
     assert sorted(p.name for p in (tmp_path / "train_simplified").iterdir()) == ["The Eiffel Tower.csv", "cat.csv"]
     assert not (tmp_path / "train_simplified.zip").exists()
-    assert download.download_kaggle(tmp_path, api=api) == dict.fromkeys(download.KAGGLE_FILES, "skipped")
+    assert kaggle_api.download_kaggle(tmp_path, api=api) == dict.fromkeys(kaggle_api.KAGGLE_FILES, "skipped")
     assert api.calls == ["train_simplified.zip", "test_simplified.csv"]
 
 
@@ -287,9 +287,9 @@ def test_kaggle_network_and_rules_errors(tmp_path):
     requests = pytest.importorskip("requests")
     api = FakeKaggleApi(requests.ConnectionError("Max retries exceeded"))
     with pytest.raises(download.DownloadError, match="cannot reach the Kaggle API; check the network"):
-        download.download_kaggle(tmp_path, files=["test_simplified.csv"], api=api)
+        kaggle_api.download_kaggle(tmp_path, files=["test_simplified.csv"], api=api)
     response = requests.Response()
     response.status_code = 403
     api = FakeKaggleApi(requests.HTTPError("403", response=response))
     with pytest.raises(download.DownloadError, match="HTTP 403; accept the rules"):
-        download.download_kaggle(tmp_path, files=["test_simplified.csv"], api=api)
+        kaggle_api.download_kaggle(tmp_path, files=["test_simplified.csv"], api=api)

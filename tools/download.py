@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from doodle import cli, download, resources  # noqa: E402
+from doodle import cli, download, kaggle_api, resources  # noqa: E402
 from doodle.resources import load_class_list  # noqa: E402
 
 log = logging.getLogger("download")
@@ -31,9 +31,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
     k = cli.add_debug_flag(sub.add_parser("kaggle", help="competition files through the kaggle API"))
     k.add_argument("--dest", type=Path, default=Path("input"), help="folder for the competition files")
-    k.add_argument("--files", nargs="+", default=list(download.KAGGLE_FILES),
+    k.add_argument("--files", nargs="+", default=list(kaggle_api.KAGGLE_FILES),
                    help="competition files to fetch (zips are unpacked to a folder and removed)")
-    k.add_argument("--competition", default=download.COMPETITION, help=argparse.SUPPRESS)
+    k.add_argument("--competition", default=kaggle_api.COMPETITION, help=argparse.SUPPRESS)
     k.set_defaults(run=run_kaggle)
 
     g = cli.add_debug_flag(sub.add_parser("google", help="Google's per-class ndjson files"))
@@ -51,7 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run_kaggle(args: argparse.Namespace) -> dict:
-    outcome = download.download_kaggle(args.dest, args.files, args.competition)
+    outcome = kaggle_api.download_kaggle(args.dest, args.files, args.competition)
     return {"dest": str(args.dest), "files": outcome}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from doodle import cli, download, resources  # noqa: E402
+from doodle import cli, kaggle_api, resources  # noqa: E402
 from doodle.submission import read_test_key_ids, validate_submission  # noqa: E402
 
 log = logging.getLogger("submit")
@@ -42,9 +42,9 @@ def main(argv=None) -> int:
     if args.dry_run:
         print(f"{args.csv}: valid (dry run, not submitted)")
         return 0
-    api = download.make_kaggle_api()  # the credentials rules and messages of tools/download.py kaggle
+    api = kaggle_api.make_kaggle_api()  # the credentials rules and messages of tools/download.py kaggle
     try:
-        result = api.competition_submit(str(args.csv), args.message, download.COMPETITION)
+        result = api.competition_submit(str(args.csv), args.message, kaggle_api.COMPETITION)
     except Exception as e:  # network, quota, HTTP errors: one line, not a traceback
         raise cli.UserError(f"Kaggle refused or failed the submission: {type(e).__name__}: {e}") from None
     print(result)
