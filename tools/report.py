@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli  # noqa: E402
+from doodle import figures as figs  # noqa: E402
 from doodle import reporting as rep  # noqa: E402
 from doodle.metrics import per_class_accuracy, softmax  # noqa: E402
 from doodle.models import input_kind_of  # noqa: E402
@@ -74,7 +75,7 @@ def class_section(oof: dict, out: Path) -> str:
     n_cls = len(oof["classes"])
     acc = per_class_accuracy(oof["logits"], oof["target"], n_cls)
     counts = np.bincount(oof["target"], minlength=n_cls)
-    png = rep.plot_class_accuracy(acc, counts, oof["classes"], out / FIGS / "class_accuracy.png")
+    png = figs.plot_class_accuracy(acc, counts, oof["classes"], out / FIGS / "class_accuracy.png")
     return (f"## Per-class accuracy\n\nTop-1 accuracy of each class on the {len(oof['target']):,} out-of-fold "
             f"drawings (folds {sorted(set(oof['fold'].tolist()))}, best epoch of each); n = drawings of the class."
             f"\n\n![per-class accuracy]({png.relative_to(out).as_posix()})")
@@ -93,15 +94,15 @@ def confusion_section(oof: dict, pairs: list[dict], drawings: rep.Drawings | Non
     for p in pairs[:6]:
         wrong = np.flatnonzero((oof["target"] == p["t"]) & (oof["pred"] == p["p"]))[:4]
         right = np.flatnonzero((oof["target"] == p["p"]) & (oof["pred"] == p["p"]))[:1]
-        cells = [(img, f"{p['pred'][:14]} {prob[i, p['p']]:.2f}\n{p['true'][:14]} {prob[i, p['t']]:.2f}", rep.BAD)
+        cells = [(img, f"{p['pred'][:14]} {prob[i, p['p']]:.2f}\n{p['true'][:14]} {prob[i, p['t']]:.2f}", figs.BAD)
                  for i in wrong if (img := drawings.render(oof["key_id"][i])) is not None]
-        cells += [(img, f"a real {p['pred'][:14]}\n(for reference)", rep.GOOD) for i in right
+        cells += [(img, f"a real {p['pred'][:14]}\n(for reference)", figs.GOOD) for i in right
                   if (img := drawings.render(oof["key_id"][i])) is not None]
         if cells:
             grid.append((f"{p['true']} →\n{p['pred']}\n({p['count']}x)", cells))
     if not grid:
         return "\n".join([*lines, "", "_Example drawings skipped: none of these drawings is in the store._"])
-    png = rep.plot_image_grid(grid, out / FIGS / "confusions.png",
+    png = figs.plot_image_grid(grid, out / FIGS / "confusions.png",
                               "misclassified drawings (red; captions: probability of the predicted and the true "
                               "class)\nand a correctly classified drawing of the predicted class (green)")
     return "\n".join([*lines, "", f"![confused pairs]({png.relative_to(out).as_posix()})"])
@@ -115,7 +116,7 @@ def quota_section(run: rep.Run, out: Path) -> str:
         return (f"## Quotas\n\nEvery class got {quotas.iloc[0, 0]:.0f} drawings in every epoch "
                 f"(boost {'on' if run.cfg.train.boost else 'off'}).")
     title = "drawings per class per epoch" + (f" (mean of {len(run.folds)} folds)" if len(run.folds) > 1 else "")
-    png = rep.plot_quotas(quotas, out / FIGS / "quotas.png", title)
+    png = figs.plot_quotas(quotas, out / FIGS / "quotas.png", title)
     return (f"## Quotas\n\nAccuracy-driven resampling: the classes with the largest and smallest quota in the "
             f"last epoch (top and bottom), and the spread over all classes.\n\n"
             f"![quotas]({png.relative_to(out).as_posix()})")
@@ -128,16 +129,16 @@ def inputs_section(run: rep.Run, oof: dict, drawings: rep.Drawings, out: Path) -
     for c in picks:
         keys = oof["key_id"][oof["target"] == c][:6]
         preds = oof["pred"][oof["target"] == c][:6]
-        cells = [(img, f"→ {classes[p]}"[:18], rep.GOOD if p == c else rep.BAD)
+        cells = [(img, f"→ {classes[p]}"[:18], figs.GOOD if p == c else figs.BAD)
                  for k, p in zip(keys, preds, strict=True) if (img := drawings.render(k)) is not None]
         if cells:
             grid.append((classes[c], cells))
     if not grid:
         return "## Inputs\n\n_None of the validation drawings is in the store._"
     enc = run.cfg.raster.encoding
-    png = rep.plot_image_grid(grid, out / FIGS / "inputs.png",
+    png = figs.plot_image_grid(grid, out / FIGS / "inputs.png",
                               f"validation inputs ({enc}, {run.cfg.data.img_size} px): caption = top-1 prediction")
-    chan = rep.plot_channels([cells[0][0] for _, cells in grid[:3]], [label for label, _ in grid[:3]],
+    chan = figs.plot_channels([cells[0][0] for _, cells in grid[:3]], [label for label, _ in grid[:3]],
                              ENCODINGS[enc], out / FIGS / "channels.png")
     seen = ("Drawings as the model sees them" if input_kind_of(run.cfg) == "image" else
             "Drawings rendered with the run's raster settings (this model reads point sequences, not images)")
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
         stale.unlink()
     drawings, note = open_drawings(run, args.store, oof)
     sections = [summary_section(run, oof)]
-    png = rep.plot_curves(run, out / FIGS / "curves.png")
+    png = figs.plot_curves(run, out / FIGS / "curves.png")
     sections.append(f"## Learning curves\n\n![learning curves]({png.relative_to(out).as_posix()})")
     if oof is None:
         sections.append("## Per-class accuracy and confusions\n\n_Skipped: no fold has val_logits.npz._")
