@@ -202,7 +202,7 @@ def main(argv=None) -> int:
             log.info("time budget of %.1f min spent after epoch %d", cfg.train.max_minutes, epoch)
             break
     if d.main:
-        summary = tracker.finish(best, history, budget.spent, device, d.world, len(split.train_idx),
+        summary = tracker.finish(history, budget.spent, device, d.world, len(split.train_idx),
                                  len(split.val_idx))
         print(json.dumps({k: summary[k] for k in ("run", "best_epoch", "val/map3", "val/acc1")}))
     if d.enabled:

@@ -133,3 +133,20 @@ def test_a_folder_that_is_not_a_run_is_a_one_line_error(tool, tmp_path, capsys):
         assert cli.run(main, [str(path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("error: ") and str(path) in err[-1] and message in err[-1], err
+
+
+def test_a_killed_fold_is_summarised_from_metrics_as_training_summarised_it(run, tmp_path):
+    """A fold without summary.json (killed) gets its numbers rebuilt from metrics.csv: the same best epoch,
+    scores, images and throughput as the summary.json training wrote, flagged partial."""
+    from doodle import reporting
+
+    fold = tmp_path / "killed/fold0"
+    shutil.copytree(run / "fold0", fold)
+    written = json.loads((fold / "summary.json").read_text())
+    (fold / "summary.json").unlink()
+    rebuilt = reporting.load_fold(fold).summary
+    same = ("best_epoch", "val/map3", "val/acc1", "val/loss", "epochs_run", "images_seen", "train_images_per_second",
+            "fold", "world_size")
+    assert {k: rebuilt[k] for k in same} == {k: written[k] for k in same}
+    assert rebuilt["partial"] is True and "partial" not in written
+    assert abs(rebuilt["wall_seconds"] - written["wall_seconds"]) < 60  # metrics.csv's last time vs the end

@@ -19,7 +19,7 @@ import pandas as pd
 
 from doodle.config import Config, load_resolved
 from doodle.metrics import accuracy, map_at_k
-from doodle.rundir import RunDir, fold_dirs, join_val_logits, load_logits
+from doodle.rundir import RunDir, fold_dirs, join_val_logits, load_logits, run_summary
 from doodle.store import Store
 
 log = logging.getLogger("report")
@@ -61,18 +61,6 @@ def fold_paths(path: Path) -> list[Path]:
     return list(dirs.values())
 
 
-def summary_from_metrics(metrics: pd.DataFrame, facts: dict) -> dict:
-    """What summary.json would hold, rebuilt from metrics.csv (for runs killed before writing it)."""
-    best = metrics.loc[metrics["val/map3"].idxmax()]
-    images = int(metrics["train/images"].sum())
-    return {"fold": facts.get("fold", 0), "best_epoch": int(best["epoch"]),
-            **{k: float(best[k]) for k in ("val/map3", "val/acc1", "val/loss")},
-            "epochs_run": len(metrics), "images_seen": images,
-            "wall_seconds": float(metrics["time/seconds"].iloc[-1]),
-            "train_images_per_second": images / max(float(metrics["train/seconds"].sum()), 1e-9),
-            "device": facts.get("device", "?"), "world_size": facts.get("world_size", 1), "partial": True}
-
-
 def load_fold(path: Path) -> Fold | None:
     """One fold folder; None (with a warning) when it has not finished an epoch yet."""
     rd = RunDir(Path(path))
@@ -91,7 +79,9 @@ def load_fold(path: Path) -> Fold | None:
         summary = json.loads(rd.summary.read_text())
     else:
         log.warning("%s: no summary.json (killed or still running?); numbers taken from metrics.csv", rd.root)
-        summary = summary_from_metrics(metrics, facts)
+        summary = run_summary(metrics.to_dict("records"), float(metrics["time/seconds"].iloc[-1]),
+                              fold=facts.get("fold", 0), device=facts.get("device", "?"),
+                              world_size=facts.get("world_size", 1), partial=True)
     return Fold(rd, cfg, facts, metrics, summary)
 
 

@@ -179,6 +179,20 @@ def load_logits(path: Path) -> dict:
 FOLD_DIR = re.compile(r"fold(\d+)")
 
 
+def run_summary(history: list[dict], wall_seconds: float, **facts) -> dict:
+    """summary.json's numbers from a fold's metrics rows (one dict per epoch): the best epoch by validation
+    MAP@3 (the first of ties, as training keeps it), images seen and training throughput; `facts` (run,
+    fold, device, ...) are appended as given. Training writes it; reports rebuild it for killed runs."""
+    if not history:
+        raise ValueError("no epoch rows to summarise")
+    best = max(history, key=lambda r: r["val/map3"])
+    images = int(sum(r["train/images"] for r in history))
+    return {"best_epoch": int(best["epoch"]), **{k: float(best[k]) for k in ("val/map3", "val/acc1", "val/loss")},
+            "epochs_run": len(history), "images_seen": images, "wall_seconds": round(float(wall_seconds), 1),
+            "train_images_per_second": round(images / max(sum(r["train/seconds"] for r in history), 1e-9), 1),
+            **facts}
+
+
 def fold_dirs(path: str | Path, marker: str | None = "config.yaml") -> dict[int, Path]:
     """fold number -> folder, in fold order: the fold<k>/ subfolders of a run folder that hold `marker` (any
     fold<k>/ when marker is None), or else the folder itself when it is one fold (it holds `marker`, or is

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import torch
 
-from doodle.rundir import RunDir, atomic_write_bytes
+from doodle.rundir import RunDir, atomic_write_bytes, run_summary
 from doodle.training import append_csv
 
 log = logging.getLogger("train")
@@ -59,14 +59,9 @@ class EpochLog:
         self.tb.flush()
         return row
 
-    def finish(self, best: dict, history: list, spent: float, device, world: int, n_train: int, n_val: int) -> dict:
-        images = int(sum(r["train/images"] for r in history))
-        summary = {"run": str(self.run.root), "fold": self.run.fold, "best_epoch": best["epoch"],
-                   **{k: best[k] for k in ("val/map3", "val/acc1", "val/loss")}, "epochs_run": len(history),
-                   "images_seen": images, "wall_seconds": round(spent, 1),
-                   "train_images_per_second": round(images / max(sum(r["train/seconds"] for r in history), 1e-9), 1),
-                   "device": str(device), "world_size": world, "n_classes": len(self.classes),
-                   "n_train": n_train, "n_val": n_val}
+    def finish(self, history: list, spent: float, device, world: int, n_train: int, n_val: int) -> dict:
+        summary = run_summary(history, spent, run=str(self.run.root), fold=self.run.fold, device=str(device),
+                              world_size=world, n_classes=len(self.classes), n_train=n_train, n_val=n_val)
         atomic_write_bytes(self.run.summary, json.dumps(summary, indent=1).encode())
         if self.tb:
             self.tb.close()
