@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 from helpers import load_script
 
-from doodle import cli, download, kaggle_api
+from doodle import cli, download, kaggle_api, resources
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = b"".join(b'{"word":"cat","key_id":"%d","drawing":[[[0,1],[2,3]]]}\n' % i for i in range(200))
@@ -186,9 +186,9 @@ def test_google_urls_quote_spaces():
 
 def test_check_classes():
     known = ["cat", "dog", "The Eiffel Tower"]
-    assert download.check_classes(["the eiffel tower", "Cat"], known) == ["The Eiffel Tower", "cat"]
+    assert resources.check_classes(["the eiffel tower", "Cat"], known) == ["The Eiffel Tower", "cat"]
     with pytest.raises(ValueError, match=r"'catt' \(nearest: cat"):
-        download.check_classes(["catt"], known)
+        resources.check_classes(["catt"], known)
 
 
 def test_google_cli_parallel_with_resume(server, tmp_path, capsys):

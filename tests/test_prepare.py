@@ -228,8 +228,9 @@ def test_a_folder_skips_test_and_label_files_and_its_own_store(sample_dir, tmp_p
 
 
 def test_tools_prepare_with_a_class_subset(sample_dir, tmp_path, capsys):
+    """Words as a user types them (any case, '_' for a space) select the classes as Google spells them."""
     out = tmp_path / "store"
-    assert tool_prepare().main(["--src", str(sample_dir / "train_simplified"), "--out", str(out), "--classes", "bear,hot_dog",
+    assert tool_prepare().main(["--src", str(sample_dir / "train_simplified"), "--out", str(out), "--classes", "Bear,hot_dog",
                  "--folds", "4"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["kept"] == 200 and s["filtered"] == 2500 and s["rows"] == 2700 and s["rejected"] == 0
@@ -243,7 +244,8 @@ def test_tools_prepare_with_a_class_subset(sample_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--classes", "bear,not_a_class"], "unknown word"),
+    (["--classes", "bear,not_a_class"], "--classes: unknown class name(s): 'not a class'"),
+    (["--classes", "baer"], "nearest: bear"),
     (["--folds", "1"], "--folds"),
 ])
 def test_tools_prepare_bad_arguments_are_one_line_errors(sample_dir, tmp_path, capsys, argv, message):

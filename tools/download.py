@@ -57,7 +57,7 @@ def run_kaggle(args: argparse.Namespace) -> dict:
 
 def run_google(args: argparse.Namespace) -> dict:
     known = resources.google_classes()
-    classes = download.check_classes(load_class_list(args.classes, known), known)
+    classes = resources.check_classes(load_class_list(args.classes, known), known)
     urls = download.google_urls(classes, args.format, args.base_url)
     folder = args.dest / args.format
     jobs = {folder / f"{word}.ndjson": url for word, url in urls.items()}

@@ -40,10 +40,10 @@ def main(argv=None) -> int:
     if args.folds < 2:
         raise cli.UserError(f"--folds must be at least 2, got {args.folds}")
     kaggle = resources.kaggle_classes()
-    classes = load_class_list(args.classes, kaggle)
-    unknown = sorted(set(classes) - set(resources.google_classes()))
-    if unknown:
-        raise cli.UserError(f"--classes: unknown word(s) {unknown[:5]}; see src/doodle/resources/")
+    try:  # spelled as Google does (case-insensitive, '_' for ' '); a typo names the nearest words
+        classes = resources.check_classes(load_class_list(args.classes, kaggle), resources.google_classes())
+    except ValueError as e:
+        raise cli.UserError(f"--classes: {e}") from None
     opts = PrepareOptions(classes=classes, all_known=set(resources.google_classes()), n_folds=args.folds,
                           limits=Limits(max_strokes=args.max_strokes, max_points=args.max_points))
     s = prepare(args.src, args.out, opts, workers=args.workers)

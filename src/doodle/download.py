@@ -6,7 +6,6 @@ request, and the file gets its final name only once its size matches what the se
 
 from __future__ import annotations
 
-import difflib
 import http.client
 import io
 import logging
@@ -40,19 +39,6 @@ class UnreachableError(DownloadError):
 
 
 # ----------------------------------------------------------------------------- Google's bucket
-
-
-def check_classes(words: Sequence[str], known: Sequence[str]) -> list[str]:
-    """`words` spelled as in `known` (case-insensitive); unknown words fail with the nearest valid names."""
-    by_lower = {k.lower(): k for k in known}
-    out, bad = [], []
-    for w in words:
-        (out if w.lower() in by_lower else bad).append(by_lower.get(w.lower(), w))
-    if bad:
-        near = {w: ", ".join(difflib.get_close_matches(w, known, n=3, cutoff=0.5)) for w in bad[:5]}
-        hints = [f"{w!r} ({'nearest: ' + n if n else 'nothing close'})" for w, n in near.items()]
-        raise ValueError(f"unknown class name(s): {'; '.join(hints)}")
-    return out
 
 
 def google_urls(classes: Sequence[str], fmt: str, base_url: str = GOOGLE_BASE_URL) -> dict[str, str]:
@@ -206,5 +192,5 @@ def download_many(jobs: dict[Path, str], workers: int = 1, timeout: float = 60.0
     return counts
 
 
-__all__ = ["GOOGLE_BASE_URL", "GOOGLE_FORMATS", "SAMPLE_HINT", "DownloadError", "UnreachableError", "check_classes",
+__all__ = ["GOOGLE_BASE_URL", "GOOGLE_FORMATS", "SAMPLE_HINT", "DownloadError", "UnreachableError",
            "google_urls", "remote_size", "download_file", "download_many"]

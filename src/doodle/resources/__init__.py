@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -33,3 +35,16 @@ def load_class_list(spec: str | Path | list | None, default: list[str]) -> list[
     if not words:
         raise ValueError(f"class list {spec!r} is empty")
     return words
+
+
+def check_classes(words: Sequence[str], known: Sequence[str]) -> list[str]:
+    """`words` spelled as in `known` (case-insensitive); unknown words fail with the nearest valid names."""
+    by_lower = {k.lower(): k for k in known}
+    out, bad = [], []
+    for w in words:
+        (out if w.lower() in by_lower else bad).append(by_lower.get(w.lower(), w))
+    if bad:
+        near = {w: ", ".join(difflib.get_close_matches(w, known, n=3, cutoff=0.5)) for w in bad[:5]}
+        hints = [f"{w!r} ({'nearest: ' + n if n else 'nothing close'})" for w, n in near.items()]
+        raise ValueError(f"unknown class name(s): {'; '.join(hints)}")
+    return out
