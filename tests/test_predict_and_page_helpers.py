@@ -22,6 +22,29 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY19 = "1234567890123456789"  # label mode's 19-digit key_ids (collect.KEY_ID_DIGITS)
 
 
+# ---- predict: a folder given to --test reads its drawing files only ----------------------------------
+
+def test_predict_folder_skips_labels_submissions_and_stores(tmp_path, caplog):
+    """input/ as Kaggle's download leaves it: the test CSV is read; its labels, the sample submission and
+    a prepared store's rejects.csv beside it are skipped (each logged), as prepare skips them."""
+    from doodle.inference import input_files
+
+    sample = ROOT / "input/sample"
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store/store.json").write_text("{}")
+    (tmp_path / "store/rejects.csv").write_text("file,line,reason,text\n")
+    (tmp_path / "sample_submission.csv").write_text("key_id,word\n1,cat dog bear\n")
+    for name in ("test_simplified.csv", "test_labels.csv"):
+        (tmp_path / name).write_bytes((sample / name).read_bytes())
+    (tmp_path / "my_labels.csv").write_bytes((sample / "test_labels.csv").read_bytes())
+    with caplog.at_level("INFO", logger="predict"):
+        assert input_files(tmp_path) == [tmp_path / "test_simplified.csv"]
+    assert sorted(r.getMessage().split(":")[0] for r in caplog.records) == sorted(
+        str(tmp_path / n) for n in ("my_labels.csv", "sample_submission.csv", "test_labels.csv"))
+    with pytest.raises(FileNotFoundError, match="no .csv/.ndjson"):
+        input_files(tmp_path / "store")
+
+
 # ---- predict: rejected rows with a usable key_id still get a (blank) row ------------------------------
 
 def predict_rows(tmp_path: Path, test: Path) -> tuple[list[int], list[list[str]]]:

@@ -5,6 +5,7 @@ Used by src/predict.py, the drawing page and the tools, so all of them render ex
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from doodle.data import make_inputs, raster_spec
 from doodle.engine import Precision, forward, resolve_precision, to_input
 from doodle.models import build_model, input_kind_of
 from doodle.raster import RasterSpec
-from doodle.readers import FORMATS
+from doodle.readers import scan_drawing_files
 from doodle.rundir import CheckpointError, RunDir, fold_dirs, load_checkpoint
+
+log = logging.getLogger("predict")
 
 
 @dataclass
@@ -88,12 +91,15 @@ def batch_points(b: Batch) -> Points:
 
 
 def input_files(path: str | Path) -> list[Path]:
-    """A drawing file, or every .csv / .ndjson in a folder (sorted)."""
+    """A drawing file, or every drawing file in a folder (sorted; label files, submissions and stores that
+    prepare would skip are skipped here too, each named in the log)."""
     path = Path(path)
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in FORMATS and p.is_file())
+        files, skipped = scan_drawing_files(path)
+        for s in skipped:
+            log.info("%s: skipped, %s", s["file"], s["reason"])
         if files:
             return files
     raise FileNotFoundError(f"{path}: no such drawing file, or no .csv/.ndjson files in that folder")

@@ -21,7 +21,6 @@ import multiprocessing as mp
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
 from itertools import repeat
 from pathlib import Path
 
@@ -34,13 +33,12 @@ from doodle.batch import Batch, FileFormatError, Reject, concat_batches
 from doodle.csvread import parse_csv_header
 from doodle.lineblocks import CHUNK_BYTES
 from doodle.merge import SHARD_ARRAYS, merge_shards
-from doodle.readers import FORMATS, read_file
+from doodle.readers import read_file, scan_drawing_files
 from doodle.store import ARRAYS, ArrayAppender, array_path
 from doodle.strokes import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
-NON_DRAWING_CSV = {"sample_submission.csv", "rejects.csv"}
 BUFFER_ROWS = 5_000
 BUFFER_POINTS = 500_000
 GROUPS_PER_WORKER = 4
@@ -73,17 +71,17 @@ def find_inputs(src: list[Path], out: Path) -> tuple[list[Path], list[dict]]:
     `FileFormatError` naming it. Skipped with a reason: label files and submissions met in a folder, and
     Kaggle's unlabelled test CSV (for src/predict.py). Files of an existing store are ignored.
     """
-    out_real = Path(out).resolve()
     files, skipped = [], []
     for root in map(Path, src):
         if root.is_file():
-            found, scanned = [root], False
+            found = [root]
         elif root.is_dir():
-            found, scanned = _scan(root, out_real), True
+            found, not_drawings = scan_drawing_files(root, exclude=out)
+            skipped += not_drawings
         else:
             raise FileNotFoundError(f"{root}: no such file or folder")
         for p in found:
-            why = _skip_reason(p, scanned)
+            why = _skip_reason(p)
             if why:
                 skipped.append({"file": str(p), "reason": why})
             else:
@@ -91,27 +89,12 @@ def find_inputs(src: list[Path], out: Path) -> tuple[list[Path], list[dict]]:
     return files, skipped
 
 
-def _scan(root: Path, out_real: Path) -> list[Path]:
-    """Drawing files under a folder, sorted, leaving out any store's own files (rejects.csv...)."""
-    @cache
-    def excluded(folder: Path) -> bool:
-        real = folder.resolve()
-        return (folder / "store.json").exists() or real == out_real or out_real in real.parents
-
-    return [p for p in sorted(root.rglob("*"))
-            if p.suffix in FORMATS and p.is_file() and not any(map(excluded, [p.parent, *p.parent.parents]))]
-
-
-def _skip_reason(path: Path, scanned: bool) -> str:
-    """Why a candidate file is not read ('' = read it); raises FileFormatError for an unusable CSV."""
-    if scanned and path.name in NON_DRAWING_CSV:
-        return "not a drawing file (labels or submission)"
+def _skip_reason(path: Path) -> str:
+    """Why a drawing file is not read ('' = read it); raises FileFormatError for an unusable CSV."""
     if path.suffix != ".csv":
         return ""
     with open(path, "rb") as f:
         first = f.readline()
-    if scanned and first.decode("utf-8", "replace").strip().split(",") == ["key_id", "word"]:
-        return "not a drawing file (labels or submission)"
     if "word" not in parse_csv_header(path, first):
         return "no word column (a test file); pass it to src/predict.py instead"
     return ""

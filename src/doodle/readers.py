@@ -14,6 +14,7 @@ the other; the types live in `doodle.batch`, the CSV machinery in `doodle.csvrea
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 from doodle.batch import Batch, FileFormatError, Reject, batch_from_drawings
@@ -21,9 +22,38 @@ from doodle.csvread import read_csv, read_csv_header
 from doodle.lineblocks import CHUNK_BYTES, decode_lines, line_blocks, max_line_bytes, open_checked
 from doodle.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_ndjson_line
 
-__all__ = ["FORMATS", "FileFormatError", "is_labelled", "read_csv", "read_file", "read_ndjson"]
+__all__ = ["FORMATS", "FileFormatError", "is_labelled", "read_csv", "read_file", "read_ndjson", "scan_drawing_files"]
 
 FORMATS = (".csv", ".ndjson")
+NON_DRAWING_CSV = {"sample_submission.csv", "rejects.csv"}
+NOT_A_DRAWING_FILE = "not a drawing file (labels or submission)"
+
+
+def scan_drawing_files(root: Path, exclude: Path | None = None) -> tuple[list[Path], list[dict]]:
+    """The drawing files under a folder, sorted, and the label files and submissions met there (`key_id,word`
+    CSVs, sample_submission.csv), each with why it is skipped. A store's own files (any folder holding
+    store.json) and everything under `exclude` are not looked at."""
+    exclude = None if exclude is None else Path(exclude).resolve()
+
+    @cache
+    def excluded(folder: Path) -> bool:
+        real = folder.resolve()
+        return (folder / "store.json").exists() or (exclude is not None and (real == exclude or exclude in real.parents))
+
+    files, skipped = [], []
+    for p in sorted(Path(root).rglob("*")):
+        if p.suffix not in FORMATS or not p.is_file() or any(map(excluded, [p.parent, *p.parent.parents])):
+            continue
+        if p.name in NON_DRAWING_CSV or (p.suffix == ".csv" and _first_line(p) == ["key_id", "word"]):
+            skipped.append({"file": str(p), "reason": NOT_A_DRAWING_FILE})
+        else:
+            files.append(p)
+    return files, skipped
+
+
+def _first_line(path: Path) -> list[str]:
+    with open(path, "rb") as f:
+        return f.readline().decode("utf-8", "replace").strip().split(",")
 
 
 def read_ndjson(path: Path, limits: Limits = DEFAULT_LIMITS, chunk_bytes: int = CHUNK_BYTES
