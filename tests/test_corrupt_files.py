@@ -195,6 +195,21 @@ def test_an_ndjson_file_with_bad_lines(tmp_path, make_opts):
     assert store.info.has_time and store.drawing(0).t is not None
 
 
+def test_a_rejected_ndjson_line_keeps_its_key_id_only_when_it_reads_as_one(tmp_path, make_opts):
+    """The rejects file names the drawing when the line's key_id is intact, and never pieces a number
+    together from a broken one ("12a34" is not 1234; "1²3" is not 13)."""
+    path = tmp_path / "broken.ndjson"
+    path.write_text("\n".join([
+        '{"word": "cat", "key_id": "6", "drawing": [[[1, 2], [3, 4]',
+        '{"word": "cat", "key_id": 7, "drawing": [[[1, 2], [3]]]}',
+        '{"word": "cat", "key_id": "12a34", "drawing": [[[1, 2], [3, 4]',
+        '{"word": "cat", "key_id": "1\u00b23", "drawing": [[[1, 2], [3, 4]',
+    ]) + "\n", encoding="utf-8")
+    prepare([path], tmp_path / "store", make_opts(CLASSES))
+    with open(tmp_path / "store/rejects.csv", newline="") as f:
+        assert [r["key_id"] for r in csv.DictReader(f)] == ["6", "7", "", ""]
+
+
 def test_a_test_csv_given_by_name_is_skipped_with_a_reason(tmp_path, make_opts, write_kaggle_csv):
     test_csv = tmp_path / "test_simplified.csv"
     test_csv.write_text('key_id,countrycode,drawing\n1,US,"[[[1, 2], [3, 4]]]"\n')

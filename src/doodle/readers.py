@@ -13,6 +13,7 @@ the other; the types live in `doodle.batch`, the CSV machinery in `doodle.csvrea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -78,11 +79,14 @@ def read_ndjson(path: Path, limits: Limits = DEFAULT_LIMITS, chunk_bytes: int = 
             yield batch_from_drawings(rows, drawings), rejects
 
 
+_KEY_ID_FIELD = re.compile(r'"key_id"\s*:\s*("?)([0-9]{1,19})\1\s*[,}]')
+
+
 def _guess_key(text: str) -> str:
-    i = text.find('"key_id"')
-    if i < 0:
-        return ""
-    return "".join(c for c in text[i + 8 : i + 40] if c.isdigit())[:19]
+    """A rejected line's key_id for the rejects file when the field reads as one ('' otherwise: never a
+    number pieced together from a broken id)."""
+    m = _KEY_ID_FIELD.search(text)
+    return m[2] if m else ""
 
 
 def read_file(path: Path, limits: Limits = DEFAULT_LIMITS, chunk_bytes: int = CHUNK_BYTES
