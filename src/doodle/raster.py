@@ -177,7 +177,7 @@ def _render(xy, t, slen, nst, fids, size, lw, margin, floor, out):
                 inv = 1.0 / n
                 # the segment's last step is the next segment's first: draw it only at the stroke's end
                 last = n + 1 if j == max(L - 1, 1) - 1 else n
-                if lw == 2 and C == 3:  # the default: values and stamp in registers, ~1.7x faster
+                if lw == 2 and C == 3:  # the default: values and stamp in registers, ~1.6x faster
                     _steps_lw2_c3(img, xa, ya, dx, dy, inv, last, v0, dv, vv, size)
                 else:
                     for i in range(last):
