@@ -210,6 +210,8 @@ def test_flatten_strokes_times_are_relative_and_optional():
     ([[[1, 2]]], "2 or 3 arrays"),
     ([[[1, 2], [3, 4], [5]]], "different lengths"),
     ([[[1, 2], ["a", "b"]]], "numbers"),
+    ([[[1, 10**400], [3, 4]]], "numbers"),
+    ([[[1, 2], [3, 4], [0, "5"]]], "numbers"),
     (7, "list of strokes"),
     ([[[1, float("nan")], [3, 4]]], "NaN or infinite"),
     ([[[1, 2], [3, 4], [0, float("inf")]]], "NaN or infinite"),
@@ -281,3 +283,25 @@ def test_kernel_matches_a_plain_python_reference(sample_drawings, line_width):
         for size in (32, 64):
             assert np.array_equal(rasterize(d, size, "order3", line_width=line_width),
                                   reference_render(d, size, line_width)), (size, d)
+
+
+@pytest.mark.parametrize("xs", [
+    [10, 20, 30],            # all ints: read as int64
+    [10, 20.5, 30],          # a float among ints: falls back to doubles
+    [10.0, 20, 30],          # starts with a float
+    [10, 2**70, 30],         # an int beyond int64: falls back to doubles
+    [True, 20, 30],          # a bool is a number 1, as float(True)
+])
+def test_lists_read_as_float_whatever_mix_of_number_types(xs):
+    ys, ts = [5, 6, 7], [0, 17, 40]
+    as_floats = [[[float(v) for v in xs], [float(v) for v in ys], [float(v) for v in ts]], [[1.0], [2.0], [50.0]]]
+    for strokes, want in (([[xs, ys, ts], [[1], [2], [50]]], as_floats), ([[xs, ys]], [as_floats[0][:2]])):
+        got, want = flatten_strokes(strokes, fit=True), flatten_strokes(want, fit=True)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[2], want[2])
+        assert (got[1] is None and want[1] is None) or np.array_equal(got[1], want[1])
+
+
+def test_a_drawing_mixing_timed_and_untimed_strokes_has_no_times():
+    xy, t, lens = flatten_strokes([[[1, 2], [3, 4], [0, 10]], [[5, 6], [7, 8]], [[9], [9], [30]]])
+    assert t is None and lens.tolist() == [2, 2, 1]
+    assert xy[:, 0].tolist() == [1, 2, 5, 6, 9] and xy[:, 1].tolist() == [3, 4, 7, 8, 9]

@@ -233,9 +233,9 @@ def _downsample(out: np.ndarray, spec: RasterSpec) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _rasterize_one(flat, alens, narr, fit, fids, size, lw, margin, floor, out):
-    """`_unflatten` + `_render` of one drawing in one compiled call (a dispatch costs microseconds)."""
-    err, xy, t, lens = unflatten(flat, alens, narr, fit)
+def _rasterize_one(values, times, alens, narr, split, fit, fids, size, lw, margin, floor, out):
+    """`flatten.unflatten` + `_render` of one drawing in one compiled call (a dispatch costs microseconds)."""
+    err, xy, t, lens = unflatten(values, times, alens, narr, split, fit)
     if err == 0:
         _render(xy, t, lens, np.full(1, lens.shape[0], np.int32), fids, size, lw, margin, floor, out)
     return err
