@@ -121,7 +121,7 @@ def flat_values(strokes: Sequence | str | bytes) -> tuple[np.ndarray, np.ndarray
             else:  # two arrays, or a wrong count that unflatten reports
                 for a in s:
                     xy += a
-        values, times = _float64(xy), _float64(ts)
+        values, times = _float64(xy), (_float64(ts) if ts else _NO_TIMES)
     except (TypeError, ValueError, OverflowError, struct.error) as e:
         raise ValueError(f"a drawing must be a list of strokes [xs, ys(, ts)] of numbers: {e}") from None
     return values, times, np.array(alens, np.int64), np.array(narr, np.int64), True
