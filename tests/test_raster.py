@@ -211,6 +211,7 @@ def test_flatten_strokes_times_are_relative_and_optional():
     ([[[1, 2], [3, 4], [5]]], "different lengths"),
     ([[[1, 2], ["a", "b"]]], "numbers"),
     ([[[1, 10**400], [3, 4]]], "numbers"),
+    ([{"x": [1], "y": [2], "t": [0]}], "numbers"),
     ([[[1, 2], [3, 4], [0, "5"]]], "numbers"),
     (7, "list of strokes"),
     ([[[1, float("nan")], [3, 4]]], "NaN or infinite"),

@@ -115,9 +115,10 @@ def flat_values(strokes: Sequence | str | bytes) -> tuple[np.ndarray, np.ndarray
             for a in s:
                 alens.append(len(a))
             if len(s) == 3:
-                xy += s[0]
-                xy += s[1]
-                ts += s[2]
+                xs, ys, t = s
+                xy += xs
+                xy += ys
+                ts += t
             else:  # two arrays, or a wrong count that unflatten reports
                 for a in s:
                     xy += a
