@@ -189,6 +189,8 @@ def test_check_classes():
     assert resources.check_classes(["the eiffel tower", "Cat"], known) == ["The Eiffel Tower", "cat"]
     with pytest.raises(ValueError, match=r"'catt' \(nearest: cat"):
         resources.check_classes(["catt"], known)
+    with pytest.raises(ValueError, match="given more than once: 'cat'"):
+        resources.check_classes(["cat", "dog", "Cat"], known)
 
 
 def test_google_cli_parallel_with_resume(server, tmp_path, capsys):

@@ -43,6 +43,9 @@ def test_predict_folder_skips_labels_submissions_and_stores(tmp_path, caplog):
         str(tmp_path / n) for n in ("my_labels.csv", "sample_submission.csv", "test_labels.csv"))
     with pytest.raises(FileNotFoundError, match="no .csv/.ndjson"):
         input_files(tmp_path / "store")
+    (tmp_path / "test_simplified.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="only label or submission files .my_labels.csv, sample_submission"):
+        input_files(tmp_path)
 
 
 # ---- predict: rejected rows with a usable key_id still get a (blank) row ------------------------------

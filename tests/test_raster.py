@@ -306,3 +306,26 @@ def test_a_drawing_mixing_timed_and_untimed_strokes_has_no_times():
     xy, t, lens = flatten_strokes([[[1, 2], [3, 4], [0, 10]], [[5, 6], [7, 8]], [[9], [9], [30]]])
     assert t is None and lens.tolist() == [2, 2, 1]
     assert xy[:, 0].tolist() == [1, 2, 5, 6, 9] and xy[:, 1].tolist() == [3, 4, 7, 8, 9]
+
+
+def test_numpy_arrays_as_strokes_render_as_the_same_lists(sample_drawings):
+    """Strokes may be numpy arrays (a 2 x L array, or a tuple of 1-D arrays, timed or not): the same pixels
+    and points as the lists they hold."""
+    for d in sample_drawings[:8]:
+        as_2d = [np.array(s) for s in d]
+        as_tuples = [tuple(np.asarray(a, np.float32) for a in s) for s in d]
+        for strokes in (as_2d, as_tuples):
+            assert np.array_equal(rasterize(strokes, 64), rasterize(d, 64))
+    timed = [[[1, 2, 3], [4, 5, 6], [0, 10, 20]], [[7, 8], [9, 10], [40, 50]]]
+    mixed = [timed[0], [np.array(timed[1][0]), np.array(timed[1][1]), np.array(timed[1][2])]]
+    got, want = flatten_strokes(mixed), flatten_strokes(timed)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_an_array_whose_length_lies_is_refused_not_read_past_its_end():
+    class Longer(list):
+        def __len__(self):
+            return super().__len__() + 1000
+
+    with pytest.raises(ValueError, match="other than their length"):
+        rasterize([[Longer([1, 2]), Longer([3, 4])]])

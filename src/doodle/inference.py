@@ -102,4 +102,7 @@ def input_files(path: str | Path) -> list[Path]:
             log.info("%s: skipped, %s", s["file"], s["reason"])
         if files:
             return files
+        if skipped:
+            names = ", ".join(Path(s["file"]).name for s in skipped[:5])
+            raise FileNotFoundError(f"{path}: no drawing files in that folder, only label or submission files ({names})")
     raise FileNotFoundError(f"{path}: no such drawing file, or no .csv/.ndjson files in that folder")

@@ -3,7 +3,7 @@
 `rasterize` accepts the text of a Kaggle `drawing` column or an ndjson `drawing` field as well as nested
 lists. `json.loads` builds a Python number per coordinate (~30 ns each, more than the drawing itself on a
 raw timed drawing of ~600 numbers); this reads the bytes once in compiled code into the same
-(numbers, array lengths, arrays per stroke) triple that `flatten.flat_values` makes from lists.
+(numbers, array lengths, arrays per stroke) that `rasterkernel.unflatten` reads.
 
 Only the plain form is read here: exactly three levels of arrays, JSON numbers with at most 15 significant
 digits and no exponent. Anything else (other nesting, exponents, NaN, trailing text, malformed JSON)
@@ -18,9 +18,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from doodle.fastparse import skip_ws
-
 _POW10 = np.array([10.0 ** k for k in range(23)])  # exact doubles up to 1e22
+
+
+# Its own copy of fastparse's skipper: numba's cache does not notice a change in a function called from
+# another file (tests/test_compiled_code.py), so compiled functions only call compiled code of their file.
+@numba.njit(cache=True, inline="always")
+def skip_ws(buf, i, end):
+    while i < end and (buf[i] == 32 or buf[i] == 9 or buf[i] == 10 or buf[i] == 13):
+        i += 1
+    return i
 
 
 @numba.njit(cache=True, inline="always")

@@ -38,7 +38,8 @@ def load_class_list(spec: str | Path | list | None, default: list[str]) -> list[
 
 
 def check_classes(words: Sequence[str], known: Sequence[str]) -> list[str]:
-    """`words` spelled as in `known` (case-insensitive); unknown words fail with the nearest valid names."""
+    """`words` spelled as in `known` (case-insensitive); unknown words fail with the nearest valid names,
+    and a word given twice (in any spelling) fails too."""
     by_lower = {k.lower(): k for k in known}
     out, bad = [], []
     for w in words:
@@ -47,4 +48,7 @@ def check_classes(words: Sequence[str], known: Sequence[str]) -> list[str]:
         near = {w: ", ".join(difflib.get_close_matches(w, known, n=3, cutoff=0.5)) for w in bad[:5]}
         hints = [f"{w!r} ({'nearest: ' + n if n else 'nothing close'})" for w, n in near.items()]
         raise ValueError(f"unknown class name(s): {'; '.join(hints)}")
+    twice = sorted({w for w in out if out.count(w) > 1})
+    if twice:
+        raise ValueError(f"class name(s) given more than once: {', '.join(map(repr, twice))}")
     return out
