@@ -41,12 +41,15 @@ from doodle.training import (  # noqa: E402
     Budget,
     build_optimizer,
     build_scheduler,
+    check_replicas,
     gather_eval,
     git_commit,
     init_distributed,
+    max_over_ranks,
     rng_state,
     seed_everything,
     set_rng_state,
+    sync_buffers,
     truncate_csv,
 )
 
@@ -153,8 +156,9 @@ def main(argv=None) -> int:
         restore(ckpt, model, state)
         quotas, best, history = ckpt["quotas"].numpy(), ckpt["best"], ckpt["history"]
         start, spent = ckpt["epoch"], ckpt["seconds"]
-        for f in (run.metrics, run.quotas):
-            truncate_csv(f, start)
+        if d.main:
+            for f in (run.metrics, run.quotas):
+                truncate_csv(f, start)
         log.info("resumed %s at epoch %d", run.last, start)
     if d.main:
         save_config(cfg, run.config, {"fold": args.fold, "seed": args.seed, "commit": git_commit(),
@@ -164,7 +168,9 @@ def main(argv=None) -> int:
     if d.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    budget = Budget(cfg.train.max_minutes, spent)
+    # one agreed clock for all ranks (see Budget): refreshed every log_every steps under DDP
+    budget = Budget(cfg.train.max_minutes, spent, max_over_ranks(device) if d.enabled else None,
+                    every=cfg.train.log_every if d.enabled else 1)
     epochs = cfg.train.epochs
 
     def schedule_pos(e: float) -> float:
@@ -177,9 +183,11 @@ def main(argv=None) -> int:
              run.root, n_cls, len(split.train_idx), len(split.val_idx), device, d.world, cfg.model.name)
     for epoch in range(start, epochs):
         sampler.set_epoch(epoch, quotas)
-        tr = train_one_epoch(train_model, train_loader, state, device, epoch, schedule_pos, budget.over,
+        tr = train_one_epoch(train_model, train_loader, state, device, epoch, schedule_pos, budget.check,
                              progress=not args.no_progress and d.main)
+        check_replicas(model, d)
         eval_model = state.ema.module if state.ema else model
+        sync_buffers(eval_model, d)
         ev = gather_eval(evaluate(eval_model, val_loaders, device, state.precision, state.channels_last,
                                   progress=not args.no_progress and d.main), d)
         ev.update(val_metrics(ev["logits"], ev["target"]))
@@ -198,6 +206,7 @@ def main(argv=None) -> int:
         if d.main:
             save_checkpoint(checkpoint_state(model, state, epoch + 1, quotas, best, history, split.classes,
                                              cfg, budget.spent), run.last)
+        budget.refresh()  # on every rank, at the same point: all stop after the same epoch
         if budget.over():
             log.info("time budget of %.1f min spent after epoch %d", cfg.train.max_minutes, epoch)
             break

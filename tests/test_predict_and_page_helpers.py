@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from conftest_app import outputs_copy, tiny_run  # noqa: F401  (fixtures)
 from helpers import load_script
@@ -147,6 +148,17 @@ def test_load_run_refuses_a_checkpoint_for_other_classes(outputs_copy):  # noqa:
     (fold / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(CheckpointError, match="trained on other classes"):
         load_run(fold)
+
+
+@pytest.mark.parametrize("amp", ["fp16", "bf16", "auto"])
+def test_a_run_trained_with_mixed_precision_predicts_on_cpu_in_full_precision(outputs_copy, amp):  # noqa: F811
+    """A GPU run's train.amp (fp16 needs CUDA; CPU bf16 autocast is slow) does not follow it to a CPU."""
+    fold = outputs_copy / "tiny" / "fold0"
+    cfg = yaml.safe_load((fold / "config.yaml").read_text())
+    cfg["train"]["amp"] = amp
+    (fold / "config.yaml").write_text(yaml.safe_dump(cfg))
+    lr = load_run(fold, torch.device("cpu"))
+    assert lr.precision.dtype is None and lr.device.type == "cpu"
 
 
 # ---- label mode: counts re-read only when a file changes ---------------------------------------------------

@@ -157,16 +157,37 @@ def test_killed_run_resumes_to_identical_metrics(kaggle_store, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_gloo_run(kaggle_store, tmp_path):
+    """Two ranks under torchrun with a time budget that shapes the schedule: the ranks agree on the clock
+    every step (log_every=1), so their weights stay identical (train.py raises otherwise), the epoch's
+    training metrics count both ranks' drawings, and validation gathers both shards."""
     torchrun = Path(PY).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "src/train.py"),
-           *tiny_args(kaggle_store, tmp_path / "ddp", "--set", "train.epochs=1")]
+           *tiny_args(kaggle_store, tmp_path / "ddp", "--set", "train.epochs=1", "--set", "train.max_minutes=30",
+                      "--set", "train.log_every=1")]
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     run = tmp_path / "ddp/demo/fold0"
-    assert len(read_metrics(run / "metrics.csv")) == 1  # written once, by rank 0
+    rows = read_metrics(run / "metrics.csv")
+    assert len(rows) == 1  # written once, by rank 0
+    assert int(rows[0]["train/images"]) >= 27 * 4, "both ranks' share of the epoch (4 per class, 27 classes)"
     val = load_logits(run / "val_logits.npz")
     assert len(set(val["key_id"].tolist())) == len(val["key_id"]) == 27 * 3  # both ranks' shards gathered
     assert "world_size: 2" in (run / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_two_process_run_stops_together_when_the_budget_is_spent(kaggle_store, tmp_path):
+    """A budget spent after the first step: every rank stops at the same step (no rank left waiting in an
+    all-reduce), validates, and the run ends cleanly after that epoch."""
+    torchrun = Path(PY).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "src/train.py"),
+           *tiny_args(kaggle_store, tmp_path / "ddp", "--set", "train.epochs=3", "--set", "train.max_minutes=0.0001",
+                      "--set", "train.log_every=1")]
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = read_metrics(tmp_path / "ddp/demo/fold0/metrics.csv")
+    assert len(rows) == 1 and rows[0]["train/steps"] == "1"
+    assert "time budget of 0.0 min spent after epoch 0" in res.stderr + res.stdout
 
 
 def test_cli_errors_are_one_line(kaggle_store, tmp_path):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -36,7 +37,8 @@ def resolve_precision(amp: str, device: torch.device) -> Precision:
         raise ValueError(f"train.amp: {amp!r} is not one of auto, off, bf16, fp16")
     if device.type == "cuda":
         if amp == "auto":
-            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            # native bf16 only (Ampere+); older GPUs (T4, V100) get fp16 with a GradScaler
+            amp = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
         return Precision({"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp], "cuda")
     if amp == "fp16":
         raise ValueError("train.amp: fp16 needs CUDA; use bf16 or off on CPU")
@@ -49,7 +51,7 @@ def to_input(batch: dict, device: torch.device, channels_last: bool) -> dict:
         x = batch["image"].to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
         return {"x": x}
-    return {"seq": batch["seq"].to(device, non_blocking=True), "seq_len": batch["seq_len"].to(device)}
+    return {"seq": batch["seq"].to(device, non_blocking=True), "seq_len": batch["seq_len"].to(device, non_blocking=True)}
 
 
 def forward(model: nn.Module, inputs: dict) -> torch.Tensor:
@@ -107,6 +109,10 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
             _read_back(totals, seen, epoch, i, bar)
         if should_stop():
             break
+    if dist.is_available() and dist.is_initialized():  # every rank's share of the epoch, not rank 0's
+        packed = torch.cat([totals, torch.tensor([float(seen)], dtype=torch.float64, device=device)])
+        dist.all_reduce(packed)
+        totals, seen = packed[:2], int(packed[2].item())
     total_loss, total_right = _read_back(totals, seen, epoch, i, bar)
     return {"train/loss": total_loss / max(seen, 1), "train/acc1": total_right / max(seen, 1),
             "train/images": seen, "train/steps": steps, "train/seconds": time.perf_counter() - t0,

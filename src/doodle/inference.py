@@ -73,7 +73,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
                               f"({str(e).splitlines()[0][:120]})") from None
     model.to(device).eval()
     acc = ckpt.get("per_class_acc")
-    return LoadedRun(run, cfg, facts, classes, model, device, resolve_precision(cfg.train.amp, device),
+    return LoadedRun(run, cfg, facts, classes, model, device, resolve_precision(cfg.train.amp if device.type == "cuda" else "off", device),
                      acc.numpy() if acc is not None else None)
 
 

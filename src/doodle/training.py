@@ -43,21 +43,28 @@ def init_distributed(device_arg: str) -> tuple[Dist, torch.device]:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: join the group (nccl on CUDA, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     d = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    device = resolve_device(device_arg, d.local_rank)
+    device = resolve_device(device_arg, d.local_rank, world)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # the current device of every CUDA call, pinned memory and bf16 checks
     if world > 1:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return d, device
 
 
-def resolve_device(arg: str, local_rank: int = 0) -> torch.device:
-    if arg == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(arg)
-    if dev.type == "cuda" and not torch.cuda.is_available():
+def resolve_device(arg: str, local_rank: int = 0, world: int = 1) -> torch.device:
+    """'auto', 'cpu', 'cuda' or 'cuda:N' -> a device with an index. Under torchrun (world > 1) each process
+    takes the GPU of its LOCAL_RANK (modulo the GPUs it can see, for launchers that show one per task)."""
+    dev = torch.device("cuda" if arg == "auto" and torch.cuda.is_available() else "cpu" if arg == "auto" else arg)
+    if dev.type != "cuda":
+        return dev
+    if not torch.cuda.is_available():
         raise ValueError(f"--device {arg}: CUDA is not available on this machine")
-    return dev
+    if world > 1:
+        if dev.index is not None:
+            raise ValueError(f"--device {arg}: under torchrun each process takes the GPU of its LOCAL_RANK; "
+                             "pass --device cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -113,34 +120,90 @@ def build_scheduler(cfg: Config, optimizer):
 
 
 class Budget:
-    """Wall-clock budget (`train.max_minutes`); also tells the schedule how far along time is."""
+    """Wall-clock budget (`train.max_minutes`); also tells the schedule how far along time is.
 
-    def __init__(self, minutes: float, already_spent: float = 0.0):
+    `over()` and `fraction()` read the time agreed at the last `refresh()`, never a live clock: under DDP
+    `agree` takes the maximum over ranks, and every rank refreshes at the same step (`check()` every
+    `every` calls, and at each epoch's end), so all ranks stop at the same step with the same learning
+    rate. (Each rank's own clock would stop one rank a step before the others: a hang.)
+    """
+
+    def __init__(self, minutes: float, already_spent: float = 0.0, agree=None, every: int = 1):
         self.seconds = minutes * 60.0
         self.start = time.monotonic() - already_spent
+        self.agree, self.every, self.calls = agree or (lambda x: x), max(1, every), 0
+        self.agreed = already_spent
 
     @property
     def spent(self) -> float:
+        """Seconds on this process's clock (for logs); decisions use `agreed`."""
         return time.monotonic() - self.start
 
+    def refresh(self) -> float:
+        """Agree on the time spent; every rank must call this at the same point."""
+        self.agreed = float(self.agree(self.spent))
+        return self.agreed
+
+    def check(self) -> bool:
+        """`over()` after a refresh every `every` calls: the per-step stop test of the training loop."""
+        self.calls += 1
+        if self.seconds > 0 and self.calls % self.every == 0:
+            self.refresh()
+        return self.over()
+
     def over(self) -> bool:
-        return self.seconds > 0 and self.spent >= self.seconds
+        return self.seconds > 0 and self.agreed >= self.seconds
 
     def fraction(self) -> float:
-        return min(1.0, self.spent / self.seconds) if self.seconds > 0 else 0.0
+        return min(1.0, self.agreed / self.seconds) if self.seconds > 0 else 0.0
+
+
+def max_over_ranks(device: torch.device):
+    """x -> the largest x over all ranks (one all_reduce; every rank must call it at the same point)."""
+    def agree(x: float) -> float:
+        t = torch.tensor([x], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+    return agree
+
+
+def sync_buffers(model: nn.Module, d: Dist) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) to every rank: DDP syncs them only at the start of
+    a forward pass, so after an epoch each rank would validate its shard with its own statistics."""
+    if d.enabled:
+        for b in model.buffers():
+            dist.broadcast(b, 0)
+
+
+def check_replicas(model: nn.Module, d: Dist) -> None:
+    """Raise when the ranks' weights differ (DDP replicas must stay identical; drift means a rank-dependent
+    learning rate or step): compares one float64 checksum per rank."""
+    if not d.enabled:
+        return
+    with torch.no_grad():
+        total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    sums = [torch.zeros_like(total) for _ in range(d.world)]
+    dist.all_gather(sums, total)
+    values = [float(x) for x in sums]
+    if len(set(values)) > 1:
+        raise RuntimeError(f"DDP replicas differ after an epoch (weight checksums per rank: {values})")
 
 
 def rng_state() -> dict:
     """Global RNG states as tensors/ints (checkpoints are loaded weights_only: no numpy objects)."""
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
-            "numpy_pos": int(pos), "numpy_gauss": [int(has_gauss), float(gauss)]}
+            "numpy_pos": int(pos), "numpy_gauss": [int(has_gauss), float(gauss)],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
                          *state["numpy_gauss"]))
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)  # dropout in the sequence models resumes where it was
 
 
 def git_commit() -> str:
@@ -182,4 +245,5 @@ def gather_eval(out: dict, d: Dist) -> dict:
         return out
     parts = [None] * d.world
     dist.all_gather_object(parts, {k: out[k] for k in ("logits", "key_id", "target")})
+    parts = [p for p in parts if len(p["key_id"])] or parts[:1]  # fewer val drawings than ranks
     return {k: np.concatenate([p[k] for p in parts]) for k in ("logits", "key_id", "target")}
