@@ -3,10 +3,10 @@
 
     python src/predict.py --run outputs/r18_boost/fold0 --test input/test_simplified.csv [--tta flip]
 
-`--test` may also be a Google ndjson or a folder of drawing files (label files skipped); when the
-drawings have words (or `--labels key_id,word CSV` is given) MAP@3 is reported too. The run's own config.yaml and best.pt are
-used, never configs/. A test row whose drawing cannot be parsed still gets a prediction (from an empty
-canvas, so the submission keeps every key_id); such rows are listed in <run>/predict_rejects.csv.
+`--test` may also be a Google ndjson or a folder of drawing files (label files skipped); when the drawings
+have words (or `--labels key_id,word CSV` is given) MAP@3 is reported too. The run's own config.yaml and
+best.pt are used, never configs/. A test row whose drawing cannot be parsed still gets a prediction (from an
+empty canvas, so the submission keeps every key_id); such rows are listed in <run>/predict_rejects.csv.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def to_input(batch: dict, device: torch.device, channels_last: bool) -> dict:
         x = batch["image"].to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
         return {"x": x}
-    return {"seq": batch["seq"].to(device, non_blocking=True), "seq_len": batch["seq_len"].to(device, non_blocking=True)}
+    return {"seq": batch["seq"].to(device, non_blocking=True),
+            "seq_len": batch["seq_len"].to(device, non_blocking=True)}
 
 
 def forward(model: nn.Module, inputs: dict) -> torch.Tensor:

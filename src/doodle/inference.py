@@ -73,8 +73,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
                               f"({str(e).splitlines()[0][:120]})") from None
     model.to(device).eval()
     acc = ckpt.get("per_class_acc")
-    return LoadedRun(run, cfg, facts, classes, model, device, resolve_precision(cfg.train.amp if device.type == "cuda" else "off", device),
-                     acc.numpy() if acc is not None else None)
+    # a GPU run's amp does not follow it to a CPU (fp16 needs CUDA; CPU bf16 autocast is slow)
+    precision = resolve_precision(cfg.train.amp if device.type == "cuda" else "off", device)
+    return LoadedRun(run, cfg, facts, classes, model, device, precision, acc.numpy() if acc is not None else None)
 
 
 @torch.no_grad()
@@ -104,5 +105,6 @@ def input_files(path: str | Path) -> list[Path]:
             return files
         if skipped:
             names = ", ".join(Path(s["file"]).name for s in skipped[:5])
-            raise FileNotFoundError(f"{path}: no drawing files in that folder, only label or submission files ({names})")
+            raise FileNotFoundError(f"{path}: no drawing files in that folder, only label or submission "
+                                    f"files ({names})")
     raise FileNotFoundError(f"{path}: no such drawing file, or no .csv/.ndjson files in that folder")

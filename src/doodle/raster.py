@@ -14,14 +14,14 @@ pause           pause before the stroke began / (pause + 500 ms); falls back to 
 ==============  =======================================================================
 
 Encodings name channel tuples (`ENCODINGS`); `order3` is the default. Training renders whole batches
-(`render_batch`); `rasterize` takes one drawing as nested lists or as its JSON text (`flatten` reads every number
-once; text through the compiled `jsontext` reader, no Python number per coordinate) and draws it in a
-single compiled call, and with `fit=True` first maps raw canvas pixels into the box. Drawing is
-done by one compiled kernel (`rasterkernel`): every segment is walked at 1-pixel steps, each step stamps a `line_width`
-square, and the channel values are interpolated along the segment. Later ink overwrites earlier ink,
-as cv2.line would. (cv2.line draws one colour per call, so a per-point colour ramp costs a Python call
-per segment; the kernel does the same drawing without that overhead.) Anti-aliasing renders at 2x and
-averages down with cv2.INTER_AREA.
+(`render_batch`); `rasterize` takes one drawing as nested lists or as its JSON text (`flatten` reads every
+number once; text through the compiled `jsontext` reader, no Python number per coordinate) and draws it in a
+single compiled call, and with `fit=True` first maps raw canvas pixels into the box. Drawing is done by one
+compiled kernel (`rasterkernel`): every segment is walked at 1-pixel steps, each step stamps a `line_width`
+square, and the channel values are interpolated along the segment. Later ink overwrites earlier ink, as
+cv2.line would. (cv2.line draws one colour per call, so a per-point colour ramp costs a Python call per
+segment; the kernel does the same drawing without that overhead.) Anti-aliasing renders at 2x and averages
+down with cv2.INTER_AREA.
 """
 
 from __future__ import annotations

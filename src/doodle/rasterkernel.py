@@ -141,8 +141,7 @@ def unflatten(values, times, alens, narr, split, fit):
     """
     S = narr.shape[0]
     timed = S > 0
-    P = 0
-    a = 0
+    P = a = need_v = need_t = 0
     for s in range(S):
         k = narr[s]
         if k < 2 or k > 3:
@@ -151,12 +150,8 @@ def unflatten(values, times, alens, narr, split, fit):
             return 2, np.empty((0, 2), np.float32), np.empty(0, np.int32), np.empty(0, np.int32)
         timed = timed and k == 3
         P += alens[a]
-        a += k
-    need_v = need_t = a = 0  # what the lengths promise must be what was read: no read past the end
-    for s in range(S):
-        k, L = narr[s], alens[a]
-        need_v += (2 if split else k) * L
-        need_t += L if split and k == 3 else 0
+        need_v += (2 if split else k) * alens[a]  # what the lengths promise must be what was read
+        need_t += alens[a] if split and k == 3 else 0
         a += k
     if need_v != values.shape[0] or need_t != (times.shape[0] if split else 0):
         return 4, np.empty((0, 2), np.float32), np.empty(0, np.int32), np.empty(0, np.int32)

@@ -39,7 +39,8 @@ def scan_drawing_files(root: Path, exclude: Path | None = None) -> tuple[list[Pa
     @cache
     def excluded(folder: Path) -> bool:
         real = folder.resolve()
-        return (folder / "store.json").exists() or (exclude is not None and (real == exclude or exclude in real.parents))
+        inside = exclude is not None and (real == exclude or exclude in real.parents)
+        return inside or (folder / "store.json").exists()
 
     files, skipped = [], []
     for p in sorted(Path(root).rglob("*")):

@@ -54,7 +54,9 @@ def init_distributed(device_arg: str) -> tuple[Dist, torch.device]:
 def resolve_device(arg: str, local_rank: int = 0, world: int = 1) -> torch.device:
     """'auto', 'cpu', 'cuda' or 'cuda:N' -> a device with an index. Under torchrun (world > 1) each process
     takes the GPU of its LOCAL_RANK (modulo the GPUs it can see, for launchers that show one per task)."""
-    dev = torch.device("cuda" if arg == "auto" and torch.cuda.is_available() else "cpu" if arg == "auto" else arg)
+    if arg == "auto":
+        arg = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(arg)
     if dev.type != "cuda":
         return dev
     if not torch.cuda.is_available():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
@@ -48,7 +49,7 @@ def check_classes(words: Sequence[str], known: Sequence[str]) -> list[str]:
         near = {w: ", ".join(difflib.get_close_matches(w, known, n=3, cutoff=0.5)) for w in bad[:5]}
         hints = [f"{w!r} ({'nearest: ' + n if n else 'nothing close'})" for w, n in near.items()]
         raise ValueError(f"unknown class name(s): {'; '.join(hints)}")
-    twice = sorted({w for w in out if out.count(w) > 1})
+    twice = sorted(w for w, n in Counter(out).items() if n > 1)
     if twice:
         raise ValueError(f"class name(s) given more than once: {', '.join(map(repr, twice))}")
     return out
