@@ -44,7 +44,8 @@ def parse_args(argv):
     p.add_argument("--test", type=Path, default=Path("input/test_simplified.csv"),
                    help="Kaggle test CSV, Google ndjson, or a folder of Kaggle train CSVs")
     p.add_argument("--labels", type=Path, help="key_id,word CSV with the answers, to report MAP@3")
-    p.add_argument("--tta", choices=["none", "flip"], default="none")
+    p.add_argument("--tta", choices=["none", "flip"], default=None,
+                   help="test-time augmentation (default: the run's val.tta, as its validation logits were made)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers rendering the drawings")
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     cli.setup_logging()
     lr = load_run(args.run, resolve_device(args.device))
     batch = read_inputs(input_files(args.test), lr.run.root / "predict_rejects.csv")
-    logits = run_predictions(lr, batch, args.batch_size, args.tta, args.workers)
+    logits = run_predictions(lr, batch, args.batch_size, args.tta or lr.cfg.val.tta, args.workers)
     keys, words = batch.key_id, batch.word
     _, first = np.unique(keys, return_index=True)
     if len(first) < len(keys):

@@ -113,14 +113,13 @@ def _start(args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def _kill_when(proc: subprocess.Popen, ready, extra_delay: float, timeout: float = 300) -> bool:
-    """SIGKILL `proc` `extra_delay` s after `ready()` turns true; False if it finished first."""
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> bool:
+    """SIGKILL `proc` as soon as `ready()` turns true (polled every 5 ms); False if it finished first."""
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
             return False
-        time.sleep(0.02)
-    time.sleep(extra_delay)
+        time.sleep(0.005)
     if proc.poll() is not None:
         return False
     proc.send_signal(signal.SIGKILL)
@@ -128,31 +127,71 @@ def _kill_when(proc: subprocess.Popen, ready, extra_delay: float, timeout: float
     return True
 
 
+def _writing(path: Path):
+    """An event: the atomic writer's temp file for `path` exists (the checkpoint is being written)."""
+    return lambda: any(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def _kill_and_resume(args: list[str], run: Path) -> int:
+    """Kill a run three times (as epoch 0's last.pt is being written; as soon as epoch 1 has been validated;
+    right after epoch 2's last.pt is in place, i.e. as epoch 3 starts), resuming after each kill, then let it
+    finish. Every kill waits on an event in the run folder, never on a fixed delay. Returns the kills made."""
+    metrics, last = run / "metrics.csv", run / "checkpoints/last.pt"
+
+    def after_epoch(k):
+        return lambda: last.exists() and int(load_checkpoint(last)["epoch"]) >= k if _rows(metrics) >= k else False
+
+    plan = [(False, _writing(last)), (True, lambda: _rows(metrics) >= 2), (True, after_epoch(3))]
+    kills = 0
+    for resume, ready in plan:
+        kills += _kill_when(_start(args + (["--resume"] if resume else [])), ready)
+        if last.exists():
+            load_checkpoint(last)  # never half-written, whatever the moment of the kill
+    done = _run(args + ["--resume"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return kills
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_metrics(kaggle_store, tmp_path):
-    """SIGKILL mid-epoch and right as an epoch's checkpoints are being written, --resume each time: the
-    final metrics equal those of a run never killed (CPU, deterministic mode)."""
+    """SIGKILL while a checkpoint is being written, right after a validation and as an epoch starts,
+    --resume each time: the final metrics equal those of a run never killed (CPU, deterministic mode)."""
     extra = ["--set", "train.epochs=4"]
     ref = _run(tiny_args(kaggle_store, tmp_path / "ref", *extra))
     assert ref.returncode == 0, ref.stderr[-2000:]
     out = tmp_path / "killed"
+    assert _kill_and_resume(tiny_args(kaggle_store, out, *extra), out / "demo/fold0") >= 2
+    assert read_metrics(out / "demo/fold0/metrics.csv") == read_metrics(tmp_path / "ref/demo/fold0/metrics.csv")
+
+
+@pytest.mark.slow
+def test_killed_run_with_ema_and_a_budget_resumes_to_identical_weights(kaggle_store, tmp_path):
+    """The same with EMA (its warm-up counts optimiser steps, which must survive a kill) and a time budget
+    (the plan is probed once and kept in the checkpoint): the final raw and EMA weights equal, tensor for
+    tensor, those of a run never killed, and the time spent before the kills is still counted."""
+    import torch
+
+    extra = ["--set", "train.epochs=4", "train.ema=true", "train.ema_decay=0.99", "train.max_minutes=30"]
+    ref = _run(tiny_args(kaggle_store, tmp_path / "ref", *extra))
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "killed"
     run = out / "demo/fold0"
-    args = tiny_args(kaggle_store, out, *extra)
-    metrics, last = run / "metrics.csv", run / "checkpoints/last.pt"
-    plan = [  # (resume?, kill when, extra delay): the metrics row is written just before best.pt / last.pt
-        # during epoch 1: once epoch 0's last.pt is in place (on a loaded machine writing it can take a while)
-        (False, lambda: _rows(metrics) >= 1 and last.exists(), 0.6),
-        (True, lambda: _rows(metrics) >= 2, 0.0),  # while epoch 1's checkpoints are being written
-        (True, lambda: _rows(metrics) >= 3, 0.05),
-    ]
-    kills = 0
-    for resume, ready, delay in plan:
-        kills += _kill_when(_start(args + (["--resume"] if resume else [])), ready, delay)
-        load_checkpoint(last)  # never half-written, whatever the moment of the kill
-    assert kills >= 2
-    done = _run(args + ["--resume"])
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert read_metrics(metrics) == read_metrics(tmp_path / "ref/demo/fold0/metrics.csv")
+    assert _kill_and_resume(tiny_args(kaggle_store, out, *extra), run) >= 2
+    a, b = load_checkpoint(tmp_path / "ref/demo/fold0/checkpoints/last.pt"), load_checkpoint(run / "checkpoints/last.pt")
+    assert a["step"] == b["step"] > 0
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert not all(torch.equal(a["model"][k], a["ema"][k]) for k in a["model"]), "EMA weights are the raw ones"
+    rows = read_metrics(run / "metrics.csv")
+    assert rows == read_metrics(tmp_path / "ref/demo/fold0/metrics.csv")
+    assert {r["val/weights"] for r in rows} <= {"raw", "ema"} and all(r["val_ema/map3"] != "nan" for r in rows)
+    plans = [ln.split("plan: ", 1)[1] for ln in (run / "train.log").read_text().splitlines() if "plan: " in ln]
+    assert len(plans) >= 3 and len(set(plans)) == 1, "a resumed run keeps the plan it was probed with"
+    with open(run / "metrics.csv", newline="") as f:
+        clock = [float(r["time/seconds"]) for r in csv.DictReader(f)]
+    assert clock == sorted(clock), "the budget's clock carries on across kills"
 
 
 @pytest.mark.slow

@@ -35,6 +35,7 @@ def main(argv=None) -> int:
                    help="folder holding naive_baseline.py")
     p.add_argument("--quick", action="store_true", help="fewer drawings and repeats (smoke run)")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--run", type=Path, help="train: a finished run's fold folder, for its whole-run images/s ratio")
     args = p.parse_args(argv)
     if args.bench == "all":  # each in its own process: benches set thread counts and warm caches
         rest = [f"--data={args.data}", f"--naive={args.naive}", f"--repeats={args.repeats}",

@@ -94,11 +94,13 @@ class TrainCfg:
     accum_steps: int = 1
     ema: bool = False
     ema_decay: float = 0.999
+    ema_warmup: bool = True  # timm's EMA warm-up: the decay grows with the step count up to ema_decay
     label_smoothing: float = 0.0
     grad_clip: float = 0.0
     boost: bool = False  # accuracy-driven resampling: N* = N (1 - acc) + boost_floor N
     boost_floor: float = 0.25
     max_minutes: float = 0.0  # 0 = no time budget
+    adapt: bool = True  # fit epochs, epoch size, batch and loader workers to the device and budget (doodle.plan)
     deterministic: bool = False
     log_every: int = 50
 
@@ -222,18 +224,25 @@ def _set(data: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
 
 
+def _read_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A YAML merged on top of its `base:` (itself possibly on a base), each path relative to its file."""
+    if path.resolve() in chain:
+        raise ConfigError(f"config file {path}: its base: chain loops ({' -> '.join(p.name for p in chain)})")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: base: must be a file name, got {base!r}")
+    return _deep_merge(_read_with_bases(path.parent / base, (*chain, path.resolve())), data)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults <- base YAML <- YAML at `path` <- `--set` overrides; strict about keys and types."""
+    """Defaults <- base YAML(s) <- YAML at `path` <- `--set` overrides; strict about keys and types."""
     data: dict = {}
     if path is not None:
         path = Path(path)
-        data = _read_yaml(path)
-        base = data.pop("base", None)
-        if base is not None:
-            base_data = _read_yaml(path.parent / base)
-            if "base" in base_data:
-                raise ConfigError(f"{path.parent / base}: a base config cannot have a base of its own")
-            data = _deep_merge(base_data, data)
+        data = _read_with_bases(path)
         data.setdefault("name", path.stem)
     for o in overrides:
         _set(data, o)

@@ -99,10 +99,15 @@ def _hash_rank(key_id: np.ndarray) -> np.ndarray:
     return z
 
 
+def quota_weights(acc: np.ndarray, floor: float = 0.25) -> np.ndarray:
+    """Each class's share of N next epoch: (1 - acc) + floor (acc NaN -> treated as 0)."""
+    acc = np.nan_to_num(np.asarray(acc, np.float64), nan=0.0).clip(0.0, 1.0)
+    return 1.0 - acc + floor
+
+
 def boosted_quotas(per_class: int, acc: np.ndarray, floor: float = 0.25) -> np.ndarray:
     """Next epoch's drawings per class: N* = N (1 - acc) + floor * N (acc NaN -> treated as 0)."""
-    acc = np.nan_to_num(np.asarray(acc, np.float64), nan=0.0).clip(0.0, 1.0)
-    return np.rint(per_class * (1.0 - acc) + floor * per_class).astype(np.int64)
+    return np.rint(per_class * quota_weights(acc, floor)).astype(np.int64)
 
 
 class QuotaSampler(Sampler):
@@ -221,10 +226,14 @@ def fixed_batches(idx: np.ndarray, batch_size: int) -> list[list[int]]:
 
 
 def make_loader(dataset: Dataset, batches, num_workers: int, seed: int = 0) -> DataLoader:
-    """A DataLoader whose every item is a whole batch (batch_size=None: no collation needed)."""
+    """A DataLoader whose every item is a whole batch (batch_size=None: no collation needed).
+
+    Workers persist across epochs (a restart costs 1.5-2.5 s per epoch); the batches are drawn in the main
+    process, so a sampler whose quotas change between epochs is still read afresh each epoch.
+    """
     kwargs = {}
     if num_workers > 0:
-        kwargs = {"persistent_workers": False, "prefetch_factor": 4,
+        kwargs = {"persistent_workers": True, "prefetch_factor": 4,
                   "multiprocessing_context": "fork"}
     g = torch.Generator()
     g.manual_seed(seed)

@@ -75,6 +75,7 @@ class TrainState:
     label_smoothing: float = 0.0
     channels_last: bool = False
     log_every: int = 50  # steps between read-backs of the running loss (finiteness check, progress bar)
+    step: int = 0  # optimiser steps taken in the whole run (drives the EMA warm-up; saved in checkpoints)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, device: torch.device, epoch: int,
@@ -141,8 +142,15 @@ def _optimizer_step(model: nn.Module, state: TrainState) -> None:
     else:
         state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
     if state.ema is not None:
-        state.ema.update(model)
+        state.ema.update(_unwrap(model), step=state.step)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module whose weights the EMA copies (DDP and torch.compile wrap it)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
 
 
 @torch.no_grad()

@@ -38,13 +38,18 @@ class EpochLog:
         self.tb.add_image("train/inputs", make_grid(x, nrow=8, pad_value=128), 0)
 
     def epoch(self, epoch: int, tr: dict, ev: dict, quotas: np.ndarray, acc_c: np.ndarray, spent: float) -> dict:
-        row = {"epoch": epoch, **tr,
-               **{k: ev[k] for k in ("val/loss", "val/map3", "val/acc1")}, "time/seconds": round(spent, 1)}
+        by_weights = ev.get("map3_by_weights", {})
+        row = {"epoch": epoch, **tr, **{k: ev[k] for k in ("val/loss", "val/map3", "val/acc1")},
+               "val/weights": ev.get("weights", "raw"),
+               **{f"val_{w}/map3": by_weights.get(w, float("nan")) for w in ("raw", "ema")},
+               "time/seconds": round(spent, 1)}
         row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
         top = np.argsort(-quotas)[:3]
-        log.info("epoch %d: loss %.4f acc %.4f | val loss %.4f map3 %.4f acc %.4f | %d img %.0f img/s | "
-                 "quota min %d mean %.0f max %d (%s)", epoch, tr["train/loss"], tr["train/acc1"], ev["val/loss"],
-                 ev["val/map3"], ev["val/acc1"], tr["train/images"],
+        log.info("epoch %d: loss %.4f acc %.4f | val loss %.4f map3 %.4f acc %.4f (%s weights%s) | %d img "
+                 "%.0f img/s | quota min %d mean %.0f max %d (%s)", epoch, tr["train/loss"], tr["train/acc1"],
+                 ev["val/loss"], ev["val/map3"], ev["val/acc1"], row["val/weights"],
+                 f"; ema {by_weights['ema']:.4f} raw {by_weights['raw']:.4f}" if "ema" in by_weights else "",
+                 tr["train/images"],
                  tr["train/images"] / max(tr["train/seconds"], 1e-9), quotas.min(), quotas.mean(), quotas.max(),
                  ", ".join(f"{self.classes[i]}={quotas[i]}" for i in top))
         if not self.main:
@@ -52,16 +57,21 @@ class EpochLog:
         append_csv(self.run.metrics, row)
         append_csv(self.run.quotas, {"epoch": epoch, **{c: int(q) for c, q in zip(self.classes, quotas, strict=True)}})
         for k, v in row.items():
-            if k != "epoch" and isinstance(v, (int, float)):
+            if k != "epoch" and isinstance(v, (int, float)) and v == v:  # NaN: no EMA
                 self.tb.add_scalar(k, v, epoch)
         self.tb.add_histogram("val/per_class_acc", torch.as_tensor(np.nan_to_num(acc_c)), epoch)
         self.tb.add_histogram("train/quota", torch.as_tensor(quotas, dtype=torch.float32), epoch)
         self.tb.flush()
         return row
 
-    def finish(self, history: list, spent: float, device, world: int, n_train: int, n_val: int) -> dict:
+    def finish(self, history: list, spent: float, device, world: int, n_train: int, n_val: int,
+               final: dict | None = None) -> dict:
+        """summary.json; `final` (the best weights validated with TTA) replaces the best epoch's val/ figures."""
         summary = run_summary(history, spent, run=str(self.run.root), fold=self.run.fold, device=str(device),
                               world_size=world, n_classes=len(self.classes), n_train=n_train, n_val=n_val)
+        if final:
+            summary.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in final.items()})
+        summary.setdefault("val/tta", "none")
         atomic_write_bytes(self.run.summary, json.dumps(summary, indent=1).encode())
         if self.tb:
             self.tb.close()

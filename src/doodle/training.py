@@ -109,14 +109,16 @@ class ConstantScheduler:
         pass
 
 
-def build_scheduler(cfg: Config, optimizer):
-    """timm schedulers driven by a fractional epoch position (`.step(epoch + i / steps)`)."""
+def build_scheduler(cfg: Config, optimizer, epochs: int | None = None):
+    """timm schedulers driven by a fractional epoch position (`.step(epoch + i / steps)`) over `epochs`
+    (the run's planned epochs; default `train.epochs`)."""
     t = cfg.train
+    epochs = epochs or t.epochs
     warm = {"warmup_t": t.warmup_epochs, "warmup_lr_init": t.lr * 0.01, "t_in_epochs": True}
     if t.scheduler == "cosine":
-        return CosineLRScheduler(optimizer, t_initial=t.epochs, lr_min=t.lr * 0.01, **warm)
+        return CosineLRScheduler(optimizer, t_initial=epochs, lr_min=t.lr * 0.01, **warm)
     if t.scheduler == "step":
-        return MultiStepLRScheduler(optimizer, decay_t=t.step_epochs or [int(t.epochs * 0.7)],
+        return MultiStepLRScheduler(optimizer, decay_t=t.step_epochs or [int(epochs * 0.7)],
                                     decay_rate=t.step_gamma, **warm)
     if t.scheduler == "constant":
         return ConstantScheduler(optimizer, t.lr, t.warmup_epochs)
@@ -169,6 +171,15 @@ def max_over_ranks(device: torch.device):
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
     return agree
+
+
+def broadcast_object(obj, d: Dist):
+    """Rank 0's `obj` on every rank (a no-op without DDP); every rank must call it at the same point."""
+    if not d.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def sync_buffers(model: nn.Module, d: Dist) -> None:

@@ -1,23 +1,34 @@
-"""Training throughput with the real loader vs the same loop fed pre-made tensors (is the model starved?).
+"""Training throughput: our loop with the real loader vs a plain timm loop, in the same process.
 
-ResNet18 at 64 px (CPU here; CUDA too when one is present), the real loader with 2 workers rendering and
-augmenting from a store of real drawings. Ratio = real / pre-made; goal >= 0.9.
+- plain: `timm.create_model("resnet18")`, random tensors made once, AdamW, cross-entropy: the fastest a
+  training loop can go on this device (nothing to load, nothing to render).
+- premade: our `train_one_epoch` fed one ready batch again and again (our loop's own overhead).
+- real: our `train_one_epoch` over the real loader (store -> augmentation -> rasteriser), with the loader
+  workers the training plan picks for this device (doodle.plan).
+
+`ratio_vs_plain` = real / plain (goal >= 0.9); `ratio` = real / premade (is the model starved?).
+With `--run outputs/<run>/fold0` it also reports that finished run's images per second of wall time
+(validation, checkpoints and start-up included) against the plain loop measured now: `whole_run_ratio`.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
+import torch.nn.functional as F
 
 from doodle import resources
 from doodle.config import load_config
 from doodle.data import BatchDataset, QuotaSampler, make_loader, make_split
-from doodle.engine import TrainState, resolve_precision, train_one_epoch
+from doodle.engine import TrainState, resolve_precision, to_input, train_one_epoch
 from doodle.models import build_model
+from doodle.plan import fit_workers, probe
 from doodle.prepare import PrepareOptions, prepare
 from doodle.store import Store
 from doodle.training import build_optimizer, build_scheduler
@@ -34,38 +45,65 @@ def rich_classes(data: Path, min_count: int = 120) -> list[str]:
     return out
 
 
-def _state(cfg, model, device):
-    opt = build_optimizer(cfg, model)
-    return TrainState(opt, build_scheduler(cfg, opt), None, resolve_precision(cfg.train.amp, device),
-                      channels_last=device.type == "cuda")
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
-def measure(cfg, store, device, steps: int) -> dict:
+def plain_loop(n_classes: int, size: int, bs: int, steps: int, device) -> float:
+    """Images/s of the plainest timm training loop on random tensors."""
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=n_classes, in_chans=3).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.rand(bs, 3, size, size, device=device)
+    y = torch.randint(0, n_classes, (bs,), device=device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
+                                                                                                    enabled=False)
+    for i in range(steps + 3):
+        if i == 3:
+            _sync(device)
+            t = time.perf_counter()
+        with amp:
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    return steps * bs / (time.perf_counter() - t)
+
+
+def ours(cfg, store, device, steps: int) -> dict:
     split = make_split(store, cfg, 0)
     n = len(split.classes)
     torch.manual_seed(0)
     model = build_model(cfg, n, 3).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
     bs = cfg.train.batch_size
-    quotas = np.full(n, int(np.ceil(steps * bs / n)))
-    sampler = QuotaSampler(split.train_idx, split.targets(store, split.train_idx), n, quotas, bs, seed=0)
+    sampler = QuotaSampler(split.train_idx, split.targets(store, split.train_idx), n,
+                           np.full(n, int(np.ceil(steps * bs / n))), bs, seed=0)
     ds = BatchDataset(store, split, cfg, "image", train=True)
-    real = make_loader(ds, sampler, cfg.data.num_workers)
     first = ds[next(iter(sampler))]
-    premade = [first] * len(sampler)
-    out = {}
-    for name, loader in (("premade", premade), ("real_loader", real)):
-        state = _state(cfg, model, device)
-        train_one_epoch(model, premade[:3], state, device, 0, lambda e: e, progress=False)  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    rates = probe(cfg, model, lambda: ds[next(iter(sampler))], lambda b: to_input(b, device, False),
+                  resolve_precision(cfg.train.amp, device), device)
+    workers = fit_workers(cfg, device.type, rates)
+    out = {"workers": workers}
+    for name, loader in (("premade", [first] * len(sampler)), ("real", make_loader(ds, sampler, workers))):
+        opt = build_optimizer(cfg, model)
+        state = TrainState(opt, build_scheduler(cfg, opt), None, resolve_precision(cfg.train.amp, device))
+        train_one_epoch(model, [first] * 3, state, device, 0, lambda e: e, progress=False)  # warm-up
+        _sync(device)
         t = time.perf_counter()
         r = train_one_epoch(model, loader, state, device, 0, lambda e: e, progress=False)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
         out[name] = r["train/images"] / (time.perf_counter() - t)
     return out
+
+
+def whole_run(run: Path, plain: float) -> dict:
+    summary = json.loads((run / "summary.json").read_text())
+    rate = summary["images_seen"] / summary["wall_seconds"]
+    return {"bench": "train_run", "run": str(run), "images_seen": summary["images_seen"],
+            "wall_seconds": summary["wall_seconds"], "run_img_per_s": round(rate, 1),
+            "plain_img_per_s": round(plain, 1), "whole_run_ratio": round(rate / plain, 3)}
 
 
 def run(args):
@@ -78,12 +116,17 @@ def run(args):
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
         for device in devices:
             cpu = device.type == "cpu"
-            sets = ["data.img_size=64", "data.num_workers=2", f"data.store={store_path}",
-                    f"train.batch_size={128 if cpu else 512}", "train.amp=auto"]
+            bs = 128 if cpu else 512
+            sets = ["data.img_size=64", f"data.store={store_path}", f"train.batch_size={bs}"]
             cfg = load_config(ROOT / "configs/r18.yaml", sets)
             steps = (6 if args.quick else 25) if cpu else (50 if args.quick else 300)
-            r = measure(cfg, store, device, steps)
-            yield {"bench": "train", "device": str(device), "model": cfg.model.name, "size": 64,
-                   "batch_size": cfg.train.batch_size, "loader_workers": cfg.data.num_workers, "steps": steps,
-                   "premade_img_per_s": round(r["premade"], 1), "real_img_per_s": round(r["real_loader"], 1),
-                   "ratio": round(r["real_loader"] / r["premade"], 3), "torch_threads": torch.get_num_threads()}
+            plain = plain_loop(len(classes), 64, bs, steps, device)
+            r = ours(cfg, store, device, steps)
+            plain = (plain + plain_loop(len(classes), 64, bs, steps, device)) / 2  # before and after ours
+            yield {"bench": "train", "device": str(device), "model": cfg.model.name, "size": 64, "batch_size": bs,
+                   "loader_workers": r["workers"], "steps": steps, "plain_img_per_s": round(plain, 1),
+                   "premade_img_per_s": round(r["premade"], 1), "real_img_per_s": round(r["real"], 1),
+                   "ratio_vs_plain": round(r["real"] / plain, 3), "ratio": round(r["real"] / r["premade"], 3),
+                   "torch_threads": torch.get_num_threads()}
+            if cpu and getattr(args, "run", None):
+                yield whole_run(Path(args.run), plain)
