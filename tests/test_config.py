@@ -183,6 +183,14 @@ def test_raster_limits_in_the_config_are_the_renderers(cls, key, spec_key):
             RasterSpec(**{spec_key: outside})
 
 
+@pytest.mark.parametrize("script", ["src/train.py", "tools/show.py"])
+def test_set_takes_several_assignments_at_once(script):
+    parse_args = load_script(ROOT / script).parse_args
+    args = parse_args(["--cfg", "c.yaml", "--set", "a.b=1", "c.d=2", "--set", "e.f=3", "--seed", "4"])
+    assert args.set == ["a.b=1", "c.d=2", "e.f=3"] and args.seed == 4
+    assert parse_args(["--cfg", "c.yaml"]).set == []
+
+
 def test_train_cli_reports_an_enum_typo_in_one_line():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1",
            "NO_ALBUMENTATIONS_UPDATE": "1"}
