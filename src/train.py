@@ -65,7 +65,7 @@ def parse_args(argv):
     p.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config keys: --set a.b=1 c.d=2 (or --set once per key)")
+                   help="override config keys: --set a.b=1 c.d=2 (repeatable)")
     p.add_argument("--out", type=Path, default=Path("outputs"), help="outputs root")
     p.add_argument("--name", default=None, help="run name (default: the config's name / file stem)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
