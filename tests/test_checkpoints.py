@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -84,28 +82,62 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_old_file(tmp_path, monkeypa
 
 
 WRITER = textwrap.dedent("""
-    import sys, torch
+    import os, signal, sys, torch
     from doodle.rundir import save_checkpoint
-    path, i = sys.argv[1], 0
-    while True:  # ~40 MB per write, so a kill lands mid-write often
-        i += 1
-        save_checkpoint({"model": {"w": torch.full((10_000_000,), float(i))}, "classes": ["a"], "epoch": i}, path)
-        print(i, flush=True)
+    path, stage = sys.argv[1], sys.argv[2]
+
+    def stop(here):  # tell the test where the save is, then wait for its SIGKILL
+        if here == stage:
+            print(here, flush=True)
+            while True:
+                signal.pause()
+
+    class HalfThenStop:  # the temp file's writer: half the bytes reach the disk, then the kill
+        def __init__(self, f):
+            self.f = f
+        def __enter__(self):
+            return self
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            stop("mid-write")
+            return self.f.write(data[len(data) // 2 :])
+
+    def state(i):
+        return {"model": {"w": torch.full((100_000,), float(i))}, "classes": ["a"], "epoch": i}
+
+    save_checkpoint(state(1), path)
+    fdopen, fsync, replace = os.fdopen, os.fsync, os.replace
+    os.fdopen = lambda fd, mode: HalfThenStop(fdopen(fd, mode))
+    os.fsync = lambda fd: (stop("before-fsync"), fsync(fd))
+    os.replace = lambda a, b: (stop("before-replace"), replace(a, b), stop("after-replace"))
+    save_checkpoint(state(2), path)
+    print("done", flush=True)
 """)
 
 
-def test_sigkill_during_writes_never_leaves_a_half_written_checkpoint(tmp_path):
+@pytest.mark.parametrize("stage, version, temp_left", [
+    ("mid-write", 1, True), ("before-fsync", 1, True), ("before-replace", 1, True), ("after-replace", 2, False),
+])
+def test_sigkill_during_a_save_never_leaves_a_half_written_checkpoint(tmp_path, stage, version, temp_left):
+    """The writer stops at `stage` of its second save and says so; the kill comes on that line, not after a
+    guessed delay, so each stage of atomic_write_bytes is hit on any machine."""
     path = tmp_path / "last.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    for delay in (1.5, 2.1, 2.7, 3.3):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), stage], env=env, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == stage  # blocks until the writer is there (or has died)
+    finally:
+        proc.kill()
         proc.wait()
-        if path.exists():
-            state = load_checkpoint(path)
-            assert torch.all(state["model"]["w"] == float(state["epoch"]))  # one whole version
-    assert path.exists()
+    temps = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert bool(temps) == temp_left
+    state = load_checkpoint(path)
+    assert state["epoch"] == version and torch.all(state["model"]["w"] == float(version))  # one whole version
     save_checkpoint(good_state(), path)  # the next save sweeps temp files of killed writers
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

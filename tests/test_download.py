@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from unittest.mock import create_autospec
 from urllib.parse import unquote
 
 import pytest
@@ -254,17 +258,33 @@ def test_kaggle_credentials_found(monkeypatch, tmp_path):
     assert kaggle_api.ensure_kaggle_credentials() == "KAGGLE_USERNAME/KAGGLE_KEY"
 
 
-class FakeKaggleApi:
-    """Writes what Kaggle's server would: a real zip for the train folder, plain CSVs otherwise."""
+@pytest.fixture(scope="module")
+def kaggle_api_class(tmp_path_factory):
+    """The real KaggleApi class, to autospec the fakes from. Importing any part of the kaggle package runs
+    its __init__, which authenticates (reads credentials, prints help, creates its config folder): so the
+    import sees an empty HOME and no credential variables, and its output is swallowed."""
+    home = tmp_path_factory.mktemp("kaggle_import_home")
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        mp.setenv("HOME", str(home))
+        mp.setenv("KAGGLE_CONFIG_DIR", str(home / "kaggle"))
+        for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+            mp.delenv(var, raising=False)
+        from kaggle.api.kaggle_api_extended import KaggleApi
+    return KaggleApi
 
-    def __init__(self, error: Exception | None = None):
-        self.calls: list[str] = []
-        self.error = error
 
-    def competition_download_file(self, competition, file_name, path=None, quiet=False, unzip=False):
-        self.calls.append(file_name)
-        if self.error is not None:
-            raise self.error
+def fake_kaggle_api(kaggle_api_class, error: Exception | None = None):
+    """The real KaggleApi's signatures (autospec: a call the real API would refuse raises TypeError) with a
+    download that writes what Kaggle's server would: a real zip for the train folder, plain CSVs otherwise.
+    `api.downloaded` lists the files asked for."""
+    api = create_autospec(kaggle_api_class, instance=True)
+    api.downloaded = []
+
+    def download(competition, file_name, path=None, force=False, quiet=False, unzip=False):
+        api.downloaded.append(file_name)
+        if error is not None:
+            raise error
         if file_name.endswith(".zip"):
             with zipfile.ZipFile(Path(path) / file_name, "w") as z:
                 for word in ("cat", "The Eiffel Tower"):
@@ -272,9 +292,23 @@ class FakeKaggleApi:
         else:
             (Path(path) / file_name).write_text("key_id,word\n")
 
+    api.competition_download_file.side_effect = download
+    return api
 
-def test_kaggle_download_unzips_and_skips_present(tmp_path):
-    api = FakeKaggleApi()
+
+def test_the_fake_kaggle_api_refuses_calls_the_real_one_would(kaggle_api_class):
+    api = fake_kaggle_api(kaggle_api_class)
+    with pytest.raises(TypeError):
+        api.competition_download_file(kaggle_api.COMPETITION, "test_simplified.csv", destination="input")
+    with pytest.raises(TypeError):
+        api.competition_submit("sub.csv", "message", kaggle_api.COMPETITION, "extra positional", True, True)
+    with pytest.raises(AttributeError):
+        api.competition_upload("sub.csv")
+    assert api.downloaded == []
+
+
+def test_kaggle_download_unzips_and_skips_present(tmp_path, kaggle_api_class):
+    api = fake_kaggle_api(kaggle_api_class)
     (tmp_path / "sample_submission.csv").write_text("key_id,word\n")
     out = kaggle_api.download_kaggle(tmp_path, api=api)
     assert out == {"train_simplified.zip": "downloaded", "test_simplified.csv": "downloaded",
@@ -282,16 +316,76 @@ def test_kaggle_download_unzips_and_skips_present(tmp_path):
     assert sorted(p.name for p in (tmp_path / "train_simplified").iterdir()) == ["The Eiffel Tower.csv", "cat.csv"]
     assert not (tmp_path / "train_simplified.zip").exists()
     assert kaggle_api.download_kaggle(tmp_path, api=api) == dict.fromkeys(kaggle_api.KAGGLE_FILES, "skipped")
-    assert api.calls == ["train_simplified.zip", "test_simplified.csv"]
+    assert api.downloaded == ["train_simplified.zip", "test_simplified.csv"]
 
 
-def test_kaggle_network_and_rules_errors(tmp_path):
-    requests = pytest.importorskip("requests")
-    api = FakeKaggleApi(requests.ConnectionError("Max retries exceeded"))
+def test_kaggle_network_and_rules_errors(tmp_path, kaggle_api_class):
+    import requests  # a dependency of kaggle, so always there
+
+    api = fake_kaggle_api(kaggle_api_class, requests.ConnectionError("Max retries exceeded"))
     with pytest.raises(download.DownloadError, match="cannot reach the Kaggle API; check the network"):
         kaggle_api.download_kaggle(tmp_path, files=["test_simplified.csv"], api=api)
     response = requests.Response()
     response.status_code = 403
-    api = FakeKaggleApi(requests.HTTPError("403", response=response))
+    api = fake_kaggle_api(kaggle_api_class, requests.HTTPError("403", response=response))
     with pytest.raises(download.DownloadError, match="HTTP 403; accept the rules"):
         kaggle_api.download_kaggle(tmp_path, files=["test_simplified.csv"], api=api)
+
+
+# ---------------------------------------------------------------- tools/submit.py -> doodle.kaggle_api
+
+
+@pytest.fixture
+def submission(tmp_path) -> list[str]:
+    """submit.py's arguments for a valid submission CSV against a two-drawing test CSV."""
+    test = tmp_path / "test_simplified.csv"
+    test.write_text('key_id,countrycode,drawing\n1,US,"[]"\n2,DE,"[]"\n')
+    sub = tmp_path / "sub.csv"
+    sub.write_text("key_id,word\n1,The_Eiffel_Tower cat dog\n2,cat dog fish\n")
+    return [str(sub), "-m", "r18 fold 0", "--test", str(test)]
+
+
+@pytest.fixture
+def kaggle_api_mock(monkeypatch, kaggle_api_class):
+    """The KaggleApi class that make_kaggle_api imports, replaced by its autospec (by module object: the
+    name kaggle.api is the package's KaggleApi instance, not the subpackage)."""
+    api_class = create_autospec(kaggle_api_class)
+    monkeypatch.setattr(sys.modules[kaggle_api_class.__module__], "KaggleApi", api_class)
+    return api_class
+
+
+def test_submit_sends_the_file_with_competition_and_message(monkeypatch, tmp_path, submission, kaggle_api_mock,
+                                                            capsys):
+    _no_kaggle_credentials(monkeypatch, tmp_path)
+    monkeypatch.setenv("KAGGLE_USERNAME", "u")
+    monkeypatch.setenv("KAGGLE_KEY", "k")
+    api = kaggle_api_mock.return_value
+    api.competition_submit.return_value = "Successfully submitted to Quick, Draw! Doodle Recognition Challenge"
+    assert cli.run(load_script(ROOT / "tools" / "submit.py").main, submission) == 0
+    api.authenticate.assert_called_once_with()
+    api.competition_submit.assert_called_once_with(file_name=submission[0], message="r18 fold 0",
+                                                   competition="quickdraw-doodle-recognition")
+    assert "Successfully submitted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no credentials", "error: no Kaggle credentials: put kaggle.json"),
+    ("rejected", "error: Kaggle rejected the credentials (authenticate)"),
+    ("server error", "error: Kaggle refused or failed the submission: ConnectionError: Max retries exceeded"),
+])
+def test_submit_errors_are_one_line(monkeypatch, tmp_path, submission, kaggle_api_mock, capsys, case, message):
+    import requests
+
+    _no_kaggle_credentials(monkeypatch, tmp_path)
+    if case != "no credentials":
+        monkeypatch.setenv("KAGGLE_USERNAME", "u")
+        monkeypatch.setenv("KAGGLE_KEY", "k")
+    api = kaggle_api_mock.return_value
+    if case == "rejected":
+        api.authenticate.side_effect = SystemExit(1)  # what kaggle's authenticate() does
+    api.competition_submit.side_effect = requests.ConnectionError("Max retries exceeded")
+    assert cli.run(load_script(ROOT / "tools" / "submit.py").main, submission) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(message) and "Traceback" not in err
+    assert kaggle_api_mock.called == (case != "no credentials")
+    assert api.competition_submit.called == (case == "server error")

@@ -1,6 +1,11 @@
 """Fuzzing the parsers: any input gives a valid Drawing (or Record) or a DrawingError, never another exception
 and never a hang; the compiled Kaggle parser's accepted rows always equal the careful parser's drawings.
 
+Hypothesis's deadline fails a slow case only once it returns; a case that never returns is stopped by the
+pytest-timeout mark below (each test takes seconds, ~12 s at most on a busy 2-core machine). Its "thread"
+method ends the run with the stacks: hypothesis would catch the "signal" method's exception and replay the
+hanging case.
+
 `FUZZ_CASES` is the number of generated cases per parser in one run (the sum of the `max_examples` below).
 """
 
@@ -9,6 +14,7 @@ import math
 from datetime import timedelta
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -22,9 +28,11 @@ from doodle.strokes import (
     parse_ndjson_line,
 )
 
-# Small caps keep every case fast; the deadline turns a hang (or a quadratic blow-up) into a failure.
+# Small caps keep every case fast; the deadline turns a slow case (a quadratic blow-up) into a failure, the
+# timeout a hang.
 LIMITS = Limits(max_strokes=50, max_points=2000, max_chars=50_000)
 DEADLINE = timedelta(seconds=2)
+pytestmark = pytest.mark.timeout(300, method="thread")
 
 EXAMPLES = {  # test -> (parser, max_examples)
     "kaggle_any_text": ("parse_kaggle_drawing", 300),

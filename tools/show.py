@@ -40,7 +40,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--augment", action="store_true", help="add a row through the training augmentation")
     p.add_argument("--cfg", type=Path, default=Path("configs/r18.yaml"), help="config giving the raster spec")
     p.add_argument("--size", type=int, help="image size (overrides data.img_size)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys: --set a.b=1 c.d=2 (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="which drawings, and the augmentation's randomness")
     return cli.add_debug_flag(p).parse_args(argv)
 

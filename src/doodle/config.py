@@ -1,7 +1,10 @@
 """Typed, strict configuration: defaults in code, a short YAML on top (one-level `base:`), `--set a.b=v`.
 
-Unknown keys and wrong types are errors that name the key and suggest the nearest valid one. The run
-folder gets the fully resolved config (`config.yaml`); predict, the page and the tools read that copy.
+Unknown keys, wrong types, values outside a closed set (`Literal[...]`) and numbers outside their range
+(`Annotated[..., Range(...)]`) are errors that name the key (and the nearest valid key or value). An
+enumerated value may be written in any letter case, and a bare `off` (YAML reads it as false) counts as the
+word; it is stored as spelled here. The run folder gets the fully resolved config (`config.yaml`); predict,
+the page and the tools read that copy.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -21,24 +24,60 @@ class ConfigError(ValueError):
     """A config problem, with the key or file that caused it."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a number field, as `Annotated[float, Range(0, 1)]`; an open end excludes its bound."""
+
+    lo: float
+    hi: float | None = None
+    open_lo: bool = False
+    open_hi: bool = False
+
+    def __contains__(self, v: float) -> bool:
+        above = v > self.lo if self.open_lo else v >= self.lo
+        below = self.hi is None or (v < self.hi if self.open_hi else v <= self.hi)
+        return above and below  # NaN is neither
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'above' if self.open_lo else 'at least'} {self.lo:g}"
+        return f"in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}{')' if self.open_hi else ']'}"
+
+
+Count = Annotated[int, Range(1)]
+NonNegInt = Annotated[int, Range(0)]  # 0 often means "off" or "all"
+NonNeg = Annotated[float, Range(0)]
+Positive = Annotated[float, Range(0, open_lo=True)]
+Prob = Annotated[float, Range(0, 1)]
+Fraction = Annotated[float, Range(0, 1, open_hi=True)]  # [0, 1)
+
+# The closed sets, as their consumers accept them (tests/test_config.py builds each value downstream).
+Encoding = Literal["order3", "time3", "rt3", "grey"]  # raster.ENCODINGS
+Optimizer = Literal[  # training.build_optimizer (timm's names)
+    "adamw", "sgd", "adam", "lamb", "lion", "rmsprop", "nadamw", "momentum"]
+Scheduler = Literal["cosine", "step", "constant"]  # training.build_scheduler
+Amp = Literal["auto", "off", "bf16", "fp16"]  # engine.resolve_precision
+Tta = Literal["none", "flip"]  # src/train.py validation, src/predict.py --tta
+
+
 @dataclass
 class DataCfg:
     store: str = "input/store"
     classes: Any = "all"  # "all", a list of words, or a file with one word per line
-    img_size: int = 64
-    per_class: int = 1000  # N: drawings per class in one epoch (before boosting)
-    val_per_class: int = 0  # cap per class on the validation fold (0 = all of it)
-    max_drawings: int = 0  # cap on the store's drawings used (0 = all), for quick experiments
-    num_workers: int = 2
+    img_size: Annotated[int, Range(8, 1024)] = 64  # raster.RasterSpec's limits
+    per_class: Count = 1000  # N: drawings per class in one epoch (before boosting)
+    val_per_class: NonNegInt = 0  # cap per class on the validation fold (0 = all of it)
+    max_drawings: NonNegInt = 0  # cap on the store's drawings used (0 = all), for quick experiments
+    num_workers: NonNegInt = 2
 
 
 @dataclass
 class RasterCfg:
-    encoding: str = "order3"
-    line_width: int = 2
-    margin: int = 1
+    encoding: Encoding = "order3"
+    line_width: Annotated[int, Range(1, 32)] = 2  # raster.RasterSpec's limits
+    margin: NonNegInt = 1
     antialias: bool = False
-    floor: int = 55
+    floor: Annotated[int, Range(0, 254)] = 55
 
 
 @dataclass
@@ -49,14 +88,14 @@ class AlbuCfg:
 
 @dataclass
 class AugmentCfg:
-    flip: float = 0.5  # probability of a horizontal flip
-    scale: float = 0.1  # +- relative scale
-    stretch: float = 0.1  # +- extra relative scale on x only (aspect)
-    shift: float = 0.08  # +- fraction of the box
-    rotate: float = 10.0  # +- degrees
-    shear: float = 0.1  # +- shear factor
-    stroke_dropout: float = 0.0  # probability of dropping each stroke (never all)
-    point_jitter: float = 0.0  # std of per-point noise, in 0..255 box pixels
+    flip: Prob = 0.5  # probability of a horizontal flip
+    scale: Fraction = 0.1  # +- relative scale (1 or more could shrink a drawing to nothing)
+    stretch: Fraction = 0.1  # +- extra relative scale on x only (aspect)
+    shift: NonNeg = 0.08  # +- fraction of the box
+    rotate: Annotated[float, Range(0, 180)] = 10.0  # +- degrees
+    shear: NonNeg = 0.1  # +- shear factor
+    stroke_dropout: Prob = 0.0  # probability of dropping each stroke (never all)
+    point_jitter: NonNeg = 0.0  # std of per-point noise, in 0..255 box pixels
     albumentations: list[AlbuCfg] = field(default_factory=list)
 
 
@@ -65,50 +104,50 @@ class ModelCfg:
     name: str = "resnet18"
     pretrained: bool = False
     weights: str = ""  # local file of weights to start from
-    drop_rate: float = 0.0
+    drop_rate: Fraction = 0.0
     kwargs: dict = field(default_factory=dict)  # passed to the model builder (sequence models)
 
 
 @dataclass
 class SeqCfg:
-    max_points: int = 256  # cap on points per drawing (longer ones are evenly subsampled)
+    max_points: Count = 256  # cap on points per drawing (longer ones are evenly subsampled)
     time: bool = True  # add dt as a channel when the drawing has time
-    point_dropout: float = 0.0  # training only: drop each point that does not start a stroke
+    point_dropout: Fraction = 0.0  # training only: drop each point that does not start a stroke
 
 
 @dataclass
 class TrainCfg:
-    epochs: int = 10
-    batch_size: int = 256
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    momentum: float = 0.9
-    scheduler: str = "cosine"  # cosine | step | constant
-    warmup_epochs: float = 0.0
-    step_gamma: float = 0.1
-    step_epochs: list[int] = field(default_factory=list)
-    amp: str = "auto"  # auto | off | bf16 | fp16  (auto: bf16 on CUDA when supported, else off)
+    epochs: Count = 10
+    batch_size: Count = 256
+    optimizer: Optimizer = "adamw"
+    lr: Positive = 2e-3
+    weight_decay: NonNeg = 0.05
+    momentum: Fraction = 0.9
+    scheduler: Scheduler = "cosine"
+    warmup_epochs: NonNeg = 0.0
+    step_gamma: Positive = 0.1
+    step_epochs: list[NonNegInt] = field(default_factory=list)
+    amp: Amp = "auto"  # auto: bf16 on CUDA when supported, else off
     channels_last: bool = True
     compile: bool = False
-    accum_steps: int = 1
+    accum_steps: Count = 1
     ema: bool = False
-    ema_decay: float = 0.999
+    ema_decay: Annotated[float, Range(0, 1, open_lo=True, open_hi=True)] = 0.999
     ema_warmup: bool = True  # timm's EMA warm-up: the decay grows with the step count up to ema_decay
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0
+    label_smoothing: Fraction = 0.0
+    grad_clip: NonNeg = 0.0
     boost: bool = False  # accuracy-driven resampling: N* = N (1 - acc) + boost_floor N
-    boost_floor: float = 0.25
-    max_minutes: float = 0.0  # 0 = no time budget
+    boost_floor: NonNeg = 0.25
+    max_minutes: NonNeg = 0.0  # 0 = no time budget
     adapt: bool = True  # fit epochs, epoch size, batch and loader workers to the device and budget (doodle.plan)
     deterministic: bool = False
-    log_every: int = 50
+    log_every: Count = 50
 
 
 @dataclass
 class ValCfg:
-    batch_size: int = 512
-    tta: str = "none"  # none | flip
+    batch_size: Count = 512
+    tta: Tta = "none"
 
 
 @dataclass
@@ -131,10 +170,40 @@ def _nearest(key: str, valid: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(valid)})"
 
 
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    """One of `allowed`, matched in any letter case and returned as spelled in `allowed`."""
+    word = {False: "off", True: "on"}.get(value) if isinstance(value, bool) else None
+    if word in allowed:  # YAML reads a bare `amp: off` (or `--set train.amp=off`) as false
+        return word
+    if isinstance(value, str):
+        for a in allowed:
+            if value.lower() == a.lower():
+                return a
+    close = difflib.get_close_matches(str(value).lower(), allowed, n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if isinstance(value, bool):
+        hint = " (YAML reads a bare no/yes/off/on as false/true: quote the word)"
+    raise ConfigError(f"config key {where}: {value!r} is not one of {', '.join(allowed)}{hint}")
+
+
+def _in_range(value: Any, tp: Any, where: str) -> Any:
+    """An `Annotated[base, Range(...)]` value: the base type's check, then the bounds."""
+    base, *marks = typing.get_args(tp)
+    value = _coerce(value, base, where)
+    for r in marks:
+        if isinstance(r, Range) and value not in r:
+            raise ConfigError(f"config key {where}: must be {r}, got {value!r}")
+    return value
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    if origin is Literal:
+        return _choice(value, typing.get_args(tp), where)
+    if origin is Annotated:
+        return _in_range(value, tp, where)
     if origin in (types.UnionType, typing.Union):
         for arg in typing.get_args(tp):
             try:
@@ -180,8 +249,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls, data: dict, where: str = ""):
-    """Build dataclass `cls` from a mapping; unknown keys and wrong types raise ConfigError."""
-    hints = typing.get_type_hints(cls)
+    """Build dataclass `cls` from a mapping; unknown keys, wrong types and bad values raise ConfigError."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
