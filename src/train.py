@@ -254,7 +254,9 @@ def main(argv=None) -> int:
     progress = not args.no_progress and d.main
 
     def schedule_pos(e: float) -> float:
-        return max(e, budget.fraction() * epochs)  # fraction() is 0 without a time budget
+        if plan.budget_s:  # the plan sizes each epoch to the time left: the schedule follows the epochs
+            return e
+        return max(e, budget.fraction() * epochs)  # a budget without a plan: the clock; 0 without a budget
 
     tracker = EpochLog(run, split.classes, d.main)
     if d.main and start == 0:

@@ -40,20 +40,20 @@ def metrics(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_demo_recipe_learns_far_above_chance_in_a_minute(kaggle_store, tmp_path):
-    """The demo recipe as a user runs it, with only the size and a one-minute budget set: the plan sizes its
-    epochs to the budget. Measured on a 2-core CPU: validation MAP@3 ~0.5 (chance 0.067)."""
-    run = train("demo.yaml", kaggle_store, tmp_path, "--set", "data.img_size=32", "train.max_minutes=1")
+def test_demo_recipe_learns_far_above_chance(kaggle_store, tmp_path):
+    """The demo recipe on the bundled sample, shrunk to 32 px and a fixed ~5,400 images (5 epochs of 40
+    drawings per class: about what a one-minute budget plans on a 2-core CPU, but the same work on a loaded
+    machine). Measured: validation MAP@3 0.56 (chance 0.067); bound 0.3."""
+    run = train("demo.yaml", kaggle_store, tmp_path, "--set", "data.img_size=32", "train.max_minutes=0",
+                "train.epochs=5", "data.per_class=40", "train.batch_size=32", "data.num_workers=0")
     summary = json.loads((run / "summary.json").read_text())
-    rows = metrics(run)
-    assert len(rows) >= 4, "the plan gives boosting several epochs inside the budget"
-    assert summary["val/map3"] >= 0.25, summary
-    assert summary["wall_seconds"] <= 60 * 1.5, "the budget holds (probe and final validation included)"
+    assert len(metrics(run)) == 5
+    assert summary["val/map3"] >= 0.3, summary
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cfg, sets", [
-    ("demo.yaml", ["data.img_size=32", "train.epochs=12", "train.warmup_epochs=1"]),
+    ("demo.yaml", ["data.img_size=32", "train.epochs=8", "train.warmup_epochs=1"]),
     ("seq_gru.yaml", ["model.kwargs={conv: 32, hidden: 32, layers: 1}", "seq.max_points=64", "train.epochs=25",
                       "train.warmup_epochs=2", "train.lr=0.005", "train.ema=false"]),
 ], ids=["cnn", "sequence"])

@@ -133,20 +133,19 @@ def _writing(path: Path):
 
 
 def _kill_and_resume(args: list[str], run: Path) -> int:
-    """Kill a run three times (as epoch 0's last.pt is being written; as soon as epoch 1 has been validated;
-    right after epoch 2's last.pt is in place, i.e. as epoch 3 starts), resuming after each kill, then let it
-    finish. Every kill waits on an event in the run folder, never on a fixed delay. Returns the kills made."""
+    """Kill a run three times (as epoch 1's last.pt is being written; as soon as epoch 1 has been validated
+    again; right after epoch 2's last.pt is in place, i.e. as epoch 3 starts), resuming after each kill, then
+    let it finish. Every kill waits on an event in the run folder, never on a fixed delay. Returns the kills."""
     metrics, last = run / "metrics.csv", run / "checkpoints/last.pt"
 
     def after_epoch(k):
-        return lambda: last.exists() and int(load_checkpoint(last)["epoch"]) >= k if _rows(metrics) >= k else False
+        return lambda: _rows(metrics) >= k and last.exists() and int(load_checkpoint(last)["epoch"]) >= k
 
-    plan = [(False, _writing(last)), (True, lambda: _rows(metrics) >= 2), (True, after_epoch(3))]
+    plan = [lambda: last.exists() and _writing(last)(), lambda: _rows(metrics) >= 2, after_epoch(3)]
     kills = 0
-    for resume, ready in plan:
-        kills += _kill_when(_start(args + (["--resume"] if resume else [])), ready)
-        if last.exists():
-            load_checkpoint(last)  # never half-written, whatever the moment of the kill
+    for i, ready in enumerate(plan):
+        kills += _kill_when(_start(args + (["--resume"] if i else [])), ready)
+        load_checkpoint(last)  # never half-written, whatever the moment of the kill
     done = _run(args + ["--resume"])
     assert done.returncode == 0, done.stderr[-2000:]
     return kills
