@@ -1,4 +1,4 @@
-"""Typed, strict configuration: defaults in code, a short YAML on top (one-level `base:`), `--set a.b=v`.
+"""Typed, strict configuration: defaults in code, a short YAML on top (`base:` chains), `--set a.b=v`.
 
 Unknown keys, wrong types, values outside a closed set (`Literal[...]`) and numbers outside their range
 (`Annotated[..., Range(...)]`) are errors that name the key (and the nearest valid key or value). An
