@@ -60,8 +60,22 @@ def test_missing_and_broken_files(tmp_path):
         load_config(tmp_path / "bad.yaml")
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: c.yaml\n")
-    with pytest.raises(ConfigError, match="cannot have a base"):
+    with pytest.raises(ConfigError, match="c.yaml not found"):
         load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="base: chain loops"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_bases_chain(tmp_path):
+    """A variant of a variant: each file states only its deltas; the nearest file wins."""
+    (tmp_path / "base.yaml").write_text("train: {lr: 0.1, epochs: 3}\ndata: {img_size: 32}\n")
+    (tmp_path / "mid.yaml").write_text("base: base.yaml\ntrain: {lr: 0.2}\n")
+    (tmp_path / "top.yaml").write_text("base: mid.yaml\ndata: {img_size: 48}\n")
+    cfg = load_config(tmp_path / "top.yaml")
+    assert (cfg.train.lr, cfg.train.epochs, cfg.data.img_size, cfg.name) == (0.2, 3, 48, "top")
+    big = load_config(ROOT / "configs/seq_gru_l.yaml")
+    assert big.model.kwargs["hidden"] == 256 and big.seq.max_points == 160 and big.train.ema  # from r18.yaml
 
 
 def test_resolved_config_round_trips(tmp_path):
