@@ -5,7 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from doodle.augment import (
+from doodle.config import AlbuCfg, AugmentCfg
+from doodle.render.augment import (
     Points,
     StrokeAugment,
     apply_albumentations,
@@ -13,7 +14,6 @@ from doodle.augment import (
     drop_strokes,
     flip_x,
 )
-from doodle.config import AlbuCfg, AugmentCfg
 
 NONE = dict(flip=0.0, scale=0.0, stretch=0.0, shift=0.0, rotate=0.0, shear=0.0)
 

@@ -144,7 +144,7 @@ def test_every_allowed_value_is_accepted_where_it_is_used():
     import torch
 
     from doodle.engine import resolve_precision
-    from doodle.raster import ENCODINGS, RasterSpec
+    from doodle.render.raster import ENCODINGS, RasterSpec
     from doodle.training import build_optimizer, build_scheduler
 
     assert set(_allowed(config.Encoding)) == set(ENCODINGS)
@@ -173,7 +173,7 @@ def test_every_allowed_value_is_accepted_where_it_is_used():
     (config.RasterCfg, "floor", "floor"),
 ])
 def test_raster_limits_in_the_config_are_the_renderers(cls, key, spec_key):
-    from doodle.raster import RasterSpec
+    from doodle.render.raster import RasterSpec
 
     _, bounds = typing.get_args(typing.get_type_hints(cls, include_extras=True)[key])
     RasterSpec(**{spec_key: bounds.lo})

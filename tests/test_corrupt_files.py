@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import KAGGLE_HEADER, kaggle_row
 
-from doodle.batch import FileFormatError
+from doodle.drawing.batch import FileFormatError
+from doodle.drawing.strokes import Limits
 from doodle.prepare import prepare
 from doodle.readers import read_file
 from doodle.store import Store
-from doodle.strokes import Limits
 
 CLASSES = ["cat", "dog", "hot dog"]
 BIG = 100_000

@@ -5,8 +5,8 @@ import csv
 import numpy as np
 import pytest
 
-from doodle.fastparse import FastResult, join_fields, parse_kaggle_fields
-from doodle.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_kaggle_drawing
+from doodle.drawing.kaggle_fields import FastResult, join_fields, parse_kaggle_fields
+from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_kaggle_drawing
 
 
 def fast_drawings(res: FastResult) -> list[tuple[list, list]]:

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from doodle.canvas import parse_canvas
-from doodle.fastparse import parse_kaggle_fields
-from doodle.strokes import (
+from doodle.drawing.canvas import parse_canvas
+from doodle.drawing.kaggle_fields import parse_kaggle_fields
+from doodle.drawing.strokes import (
     Drawing,
     DrawingError,
     Limits,

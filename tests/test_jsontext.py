@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from doodle.jsontext import parse_drawing_text
-from doodle.raster import rasterize
+from doodle.drawing.json_reader import parse_drawing_text
+from doodle.render.raster import rasterize
 
 SAMPLE = Path(__file__).resolve().parents[1] / "input" / "sample"
 

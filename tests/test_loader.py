@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from doodle import resources
-from doodle.augment import Points, flip_x
 from doodle.config import load_config
 from doodle.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split, raster_spec
 from doodle.prepare import PrepareOptions, prepare
-from doodle.raster import render_batch, render_drawing
+from doodle.render.augment import Points, flip_x
+from doodle.render.raster import render_batch, render_drawing
 from doodle.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

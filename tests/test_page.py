@@ -12,15 +12,15 @@ import pytest
 from conftest_app import RAW, outputs_copy, tiny_run  # noqa: F401  (fixtures)
 
 from doodle import collect, page, resources
-from doodle.canvas import parse_canvas
 from doodle.data import make_inputs
+from doodle.drawing.canvas import parse_canvas
+from doodle.drawing.strokes import simplify_raw
 from doodle.inference import load_run
 from doodle.models import build_model
 from doodle.prepare import PrepareOptions, prepare
-from doodle.raster import RasterSpec, render_drawing
 from doodle.readers import read_ndjson
+from doodle.render.raster import RasterSpec, render_drawing
 from doodle.store import Store
-from doodle.strokes import simplify_raw
 
 WORDS = resources.kaggle_classes()
 

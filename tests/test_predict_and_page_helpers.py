@@ -15,7 +15,7 @@ from conftest_app import outputs_copy, tiny_run  # noqa: F401  (fixtures)
 from helpers import load_script
 
 from doodle import collect, ensemble, metrics, page, resources
-from doodle.canvas import parse_canvas
+from doodle.drawing.canvas import parse_canvas
 from doodle.inference import load_run
 from doodle.rundir import CheckpointError
 
@@ -127,7 +127,7 @@ def test_per_class_accuracy_is_nan_for_an_empty_class():
 # ---- canvas paths --------------------------------------------------------------------------------------
 
 def test_canvas_paths_keep_fabric6_path_objects_only():
-    from doodle.canvas import is_canvas_path
+    from doodle.drawing.canvas import is_canvas_path
 
     stroke = [["M", 1, 2], ["L", 30, 40]]
     data = {"objects": [{"type": "Path", "path": stroke}, {"type": "rect"}, "junk", {"type": "path", "path": stroke}]}
@@ -164,7 +164,7 @@ def test_a_run_trained_with_mixed_precision_predicts_on_cpu_in_full_precision(ou
 # ---- label mode: counts re-read only when a file changes ---------------------------------------------------
 
 def test_file_stamps_change_when_a_drawing_is_saved(tmp_path):
-    from doodle.strokes import from_strokes
+    from doodle.drawing.strokes import from_strokes
 
     words = resources.kaggle_classes()
     root = tmp_path / "collected"

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle.augment import Points, flip_x
-from doodle.flatten import flatten_strokes
-from doodle.raster import ENCODINGS, RasterSpec, rasterize, render_batch, render_drawing
-from doodle.strokes import from_strokes
+from doodle.drawing.strokes import from_strokes
+from doodle.render.augment import Points, flip_x
+from doodle.render.flat_input import flatten_strokes
+from doodle.render.raster import ENCODINGS, RasterSpec, rasterize, render_batch, render_drawing
 
 SAMPLE = Path(__file__).resolve().parents[1] / "input" / "sample" / "train_simplified"
 FLOOR = RasterSpec().floor

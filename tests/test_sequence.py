@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from doodle.augment import Points
 from doodle.config import Config
 from doodle.models import build_model, input_kind_of
+from doodle.render.augment import Points
+from doodle.render.sequence import N_FEATURES, encode_sequences, feature_names, stroke_starts
 from doodle.seqmodels import MODELS, BiGRU
-from doodle.sequence import N_FEATURES, encode_sequences, feature_names, stroke_starts
 
 
 def points(drawings: list[list[list[tuple]]], timed: bool = False) -> Points:

@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from doodle.store import Store, fold_of, ranges
-from doodle.strokes import parse_kaggle_drawing, parse_ndjson_line
+from doodle.drawing.batch import ranges
+from doodle.drawing.strokes import parse_kaggle_drawing, parse_ndjson_line
+from doodle.store import Store, fold_of
 
 
 @cache

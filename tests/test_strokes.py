@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from doodle.canvas import parse_canvas
-from doodle.strokes import (
+from doodle.drawing.canvas import parse_canvas
+from doodle.drawing.strokes import (
     Drawing,
     DrawingError,
     Limits,

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from doodle import cli  # noqa: E402
 from doodle.config import load_config  # noqa: E402
 from doodle.data import BatchDataset, Split, raster_spec  # noqa: E402
-from doodle.raster import ENCODINGS  # noqa: E402
+from doodle.render.raster import ENCODINGS  # noqa: E402
 from doodle.store import Store  # noqa: E402
 
 GAP, BLOCK_GAP, CAPTION = 2, 12, 16  # pixels between panels, between blocks, above a block

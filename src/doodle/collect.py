@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.strokes import Drawing
+from doodle.drawing.strokes import Drawing
 
 # Kaggle's words are lower-case ASCII with spaces and hyphens ("The Eiffel Tower", "t-shirt"); a word must
 # also match this before it becomes a file name, so a class list with odd entries cannot open a hole.

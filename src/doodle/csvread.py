@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.batch import Batch, FileFormatError, Reject, batch_from_drawings, concat_batches
-from doodle.fastparse import parse_kaggle_fields
+from doodle.drawing.batch import Batch, FileFormatError, Reject, batch_from_drawings, concat_batches
+from doodle.drawing.kaggle_fields import parse_kaggle_fields
+from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_kaggle_drawing, parse_key_id
 from doodle.lineblocks import CHUNK_BYTES, decode_lines, line_blocks, max_line_bytes, open_checked
-from doodle.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_kaggle_drawing, parse_key_id
 
 
 def _split_csv_line(line: str) -> list[str]:

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from doodle.augment import Points, StrokeAugment, apply_albumentations, build_albumentations, flip_x
-from doodle.batch import Batch
 from doodle.config import Config
-from doodle.raster import RasterSpec, render_batch
+from doodle.drawing.batch import Batch, ranges
+from doodle.render.augment import Points, StrokeAugment, apply_albumentations, build_albumentations, flip_x
+from doodle.render.raster import RasterSpec, render_batch
+from doodle.render.sequence import encode_sequences
 from doodle.resources import load_class_list
-from doodle.sequence import encode_sequences
-from doodle.store import Store, ranges
+from doodle.store import Store
 
 
 def raster_spec(cfg: Config) -> RasterSpec:

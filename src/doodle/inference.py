@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from doodle.augment import Points
-from doodle.batch import Batch
 from doodle.config import Config, load_resolved
 from doodle.data import make_inputs, raster_spec
+from doodle.drawing.batch import Batch
 from doodle.engine import Precision, forward, resolve_precision, to_input
 from doodle.models import build_model, input_kind_of
-from doodle.raster import RasterSpec
 from doodle.readers import scan_drawing_files
+from doodle.render.augment import Points
+from doodle.render.raster import RasterSpec
 from doodle.rundir import CheckpointError, RunDir, fold_dirs, load_checkpoint
 
 log = logging.getLogger("predict")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from doodle.batch import FileFormatError, Reject
-from doodle.strokes import Limits
+from doodle.drawing.batch import FileFormatError, Reject
+from doodle.drawing.strokes import Limits
 
 CHUNK_BYTES = 8 << 20
 LINE_SLACK = 64 << 10  # bytes a line may hold beyond the drawing field's max_chars

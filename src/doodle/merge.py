@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from doodle.store import FORMAT_VERSION, ArrayAppender, array_path, fold_of, open_array, ranges
+from doodle.drawing.batch import ranges
+from doodle.store import FORMAT_VERSION, ArrayAppender, array_path, fold_of, open_array
 
 if TYPE_CHECKING:
     from doodle.prepare import FileResult, PrepareOptions

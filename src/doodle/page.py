@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from doodle import metrics
-from doodle.augment import Points
-from doodle.batch import batch_from_drawings
-from doodle.canvas import is_canvas_path, parse_canvas
+from doodle.drawing.batch import batch_from_drawings
+from doodle.drawing.canvas import is_canvas_path, parse_canvas
+from doodle.drawing.strokes import Drawing, DrawingError, Limits, simplify_raw
 from doodle.inference import LoadedRun, batch_points, predict_points
-from doodle.raster import ENCODINGS, RasterSpec, render_drawing
+from doodle.render.augment import Points
+from doodle.render.raster import ENCODINGS, RasterSpec, render_drawing
 from doodle.rundir import RunDir, load_logits
 from doodle.store import Store
-from doodle.strokes import Drawing, DrawingError, Limits, simplify_raw
 
 # Caps that keep one rerun near the latency goal (p95 <= 50 ms): simplify_raw costs about 0.4 ms per stroke
 # plus a numpy step per point it keeps, which grows with the ink. In the 0..255 box a real doodle has ~1,100

@@ -29,13 +29,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from doodle.batch import Batch, FileFormatError, Reject, concat_batches
 from doodle.csvread import parse_csv_header
+from doodle.drawing.batch import Batch, FileFormatError, Reject, concat_batches
+from doodle.drawing.strokes import DEFAULT_LIMITS, Limits
 from doodle.lineblocks import CHUNK_BYTES
 from doodle.merge import SHARD_ARRAYS, merge_shards
 from doodle.readers import read_file, scan_drawing_files
 from doodle.store import ARRAYS, ArrayAppender, array_path
-from doodle.strokes import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 

@@ -190,7 +190,7 @@ class Drawings:
 
     def render(self, key_id: int) -> np.ndarray | None:
         """(H, W, C) uint8 as the model sees it at validation (no augmentation); None if not in the store."""
-        from doodle.raster import render_drawing
+        from doodle.render.raster import render_drawing
 
         row = self.rows.get(int(key_id))
         return None if row is None else render_drawing(self.store.drawing(row), self.spec)

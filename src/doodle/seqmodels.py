@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from doodle.config import Config
-from doodle.sequence import N_FEATURES
+from doodle.render.sequence import N_FEATURES
 
 
 def length_mask(seq_len: torch.Tensor, length: int) -> torch.Tensor:

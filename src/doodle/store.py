@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.strokes import Drawing
+from doodle.drawing.batch import ranges
+from doodle.drawing.strokes import Drawing
 
 FORMAT_VERSION = 1
 ARRAYS = {  # name -> (dtype, trailing shape)
@@ -194,13 +195,3 @@ class Store:
         if self.info.has_time:
             t = np.where(np.repeat(a["raw"][idx].astype(bool), p1 - p0), t, -1).astype(np.int32)
         return xy, t, a["stroke_len"][sts], (s1 - s0).astype(np.int32)
-
-
-def ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, e) for each pair, without a Python loop."""
-    lens = (ends - starts).astype(np.int64)
-    total = int(lens.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-    return np.arange(total, dtype=np.int64) + offs

@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from doodle import resources
-from doodle.augment import Points, flip_x
-from doodle.jsontext import parse_drawing_text
+from doodle.drawing.json_reader import parse_drawing_text
 from doodle.prepare import PrepareOptions, prepare
-from doodle.raster import RasterSpec, rasterize, render_batch
+from doodle.render.augment import Points, flip_x
+from doodle.render.raster import RasterSpec, rasterize, render_batch
 from doodle.store import Store
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from doodle.strokes import DEFAULT_LIMITS, Limits
+from doodle.drawing.strokes import DEFAULT_LIMITS, Limits
 
 
 @dataclass(frozen=True)

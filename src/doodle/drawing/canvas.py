@@ -10,7 +10,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from doodle.strokes import DEFAULT_LIMITS, Drawing, DrawingError, Limits, from_strokes, loads_drawing_json
+from doodle.drawing.strokes import (
+    DEFAULT_LIMITS,
+    Drawing,
+    DrawingError,
+    Limits,
+    from_strokes,
+    loads_drawing_json,
+)
 
 _CANVAS_SAMPLES_PER_CURVE = 8
 

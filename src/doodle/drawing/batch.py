@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from doodle.store import ranges
-from doodle.strokes import Drawing
+from doodle.drawing.strokes import Drawing
 
 
 class FileFormatError(ValueError):
@@ -113,3 +112,13 @@ def concat_batches(parts: list[Batch]) -> Batch:
         n_strokes=np.concatenate([b.n_strokes for b in parts]),
         raw=np.concatenate([b.raw for b in parts]),
     )
+
+
+def ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, e) for each pair, without a Python loop."""
+    lens = (ends - starts).astype(np.int64)
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+    return np.arange(total, dtype=np.int64) + offs

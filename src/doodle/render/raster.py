@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from doodle.flatten import FLATTEN_ERRORS, flat_values
-from doodle.rasterkernel import rasterize_one, render_points
+from doodle.render.flat_input import FLATTEN_ERRORS, flat_values
+from doodle.render.kernels import rasterize_one, render_points
 
 FEATURES = {"ink": 0, "stroke_order": 1, "point_order": 2, "time": 3, "speed": 4, "pause": 5}
 ENCODINGS: dict[str, tuple[str, ...]] = {

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from doodle.jsontext import parse_drawing_text
-from doodle.rasterkernel import unflatten
+from doodle.drawing.json_reader import parse_drawing_text
+from doodle.render.kernels import unflatten
 
 FLATTEN_ERRORS = {1: "a stroke must be 2 or 3 arrays (xs, ys[, ts])",
                    2: "a stroke has x, y (and t) arrays of different lengths",
