@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from doodle import collect, page, resources  # noqa: E402
 from doodle.inference import LoadedRun, find_folds, load_run  # noqa: E402
 from doodle.rundir import RunDir  # noqa: E402
-from doodle.store import Store  # noqa: E402
+from doodle.store.format import Store  # noqa: E402
 
 ENSEMBLE = "ensemble of all"
 CANVAS_PX = 280

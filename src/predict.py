@@ -30,8 +30,8 @@ from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, parse_key_id  #
 from doodle.engine import evaluate  # noqa: E402
 from doodle.inference import input_files, load_run  # noqa: E402
 from doodle.metrics import accuracy, map_at_k  # noqa: E402
-from doodle.readers import read_file  # noqa: E402
 from doodle.rundir import save_logits  # noqa: E402
+from doodle.store.readers import read_file  # noqa: E402
 from doodle.submission import to_submission, write_submission  # noqa: E402
 from doodle.training import resolve_device  # noqa: E402
 

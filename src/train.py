@@ -46,7 +46,7 @@ from doodle.metrics import per_class_accuracy  # noqa: E402
 from doodle.models import build_model, input_kind_of  # noqa: E402
 from doodle.plan import RunPlan, describe, next_per_class, plan_run, probe, val_seconds  # noqa: E402
 from doodle.rundir import RunDir, load_checkpoint, save_checkpoint, save_logits  # noqa: E402
-from doodle.store import Store  # noqa: E402
+from doodle.store.format import Store  # noqa: E402
 from doodle.tracking import EpochLog  # noqa: E402
 from doodle.training import (  # noqa: E402
     Budget,

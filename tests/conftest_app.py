@@ -14,7 +14,7 @@ import pytest
 from helpers import load_script
 
 from doodle import resources
-from doodle.prepare import PrepareOptions, prepare
+from doodle.store.prepare import PrepareOptions, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "input" / "sample" / "raw"

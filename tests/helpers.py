@@ -24,7 +24,7 @@ def load_script(path: Path):
 def prepare_sample(out: Path) -> Path:
     """The sample's train CSVs and raw ndjson as a store over Kaggle's 340 classes (as the real data is)."""
     from doodle import resources
-    from doodle.prepare import PrepareOptions, prepare
+    from doodle.store.prepare import PrepareOptions, prepare
 
     opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
     prepare([SAMPLE / "train_simplified", SAMPLE / "raw"], out, opts)

@@ -12,9 +12,9 @@ from conftest import KAGGLE_HEADER, kaggle_row
 
 from doodle.drawing.batch import FileFormatError
 from doodle.drawing.strokes import Limits
-from doodle.prepare import prepare
-from doodle.readers import read_file
-from doodle.store import Store
+from doodle.store.format import Store
+from doodle.store.prepare import prepare
+from doodle.store.readers import read_file
 
 CLASSES = ["cat", "dog", "hot dog"]
 BIG = 100_000

@@ -16,7 +16,9 @@ from urllib.parse import unquote
 import pytest
 from helpers import load_script
 
-from doodle import cli, download, kaggle_api, resources
+from doodle import cli, resources
+from doodle.sources import google as download
+from doodle.sources import kaggle_api
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = b"".join(b'{"word":"cat","key_id":"%d","drawing":[[[0,1],[2,3]]]}\n' % i for i in range(200))
@@ -332,7 +334,7 @@ def test_kaggle_network_and_rules_errors(tmp_path, kaggle_api_class):
         kaggle_api.download_kaggle(tmp_path, files=["test_simplified.csv"], api=api)
 
 
-# ---------------------------------------------------------------- tools/submit.py -> doodle.kaggle_api
+# ---------------------------------------------------------------- tools/submit.py -> doodle.sources.kaggle_api
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from doodle.drawing.canvas import parse_canvas
 from doodle.drawing.strokes import simplify_raw
 from doodle.inference import load_run
 from doodle.models import build_model
-from doodle.prepare import PrepareOptions, prepare
-from doodle.readers import read_ndjson
 from doodle.render.raster import RasterSpec, render_drawing
-from doodle.store import Store
+from doodle.store.format import Store
+from doodle.store.prepare import PrepareOptions, prepare
+from doodle.store.readers import read_ndjson
 
 WORDS = resources.kaggle_classes()
 

@@ -12,12 +12,12 @@ from conftest import ROOT, kaggle_row
 from helpers import load_script
 
 from doodle import cli
-from doodle.csvread import _split_clean, read_csv
 from doodle.drawing.batch import concat_batches
 from doodle.drawing.strokes import DrawingError, parse_kaggle_drawing
-from doodle.prepare import find_inputs, prepare
-from doodle.readers import is_labelled, read_file, read_ndjson
-from doodle.store import ARRAYS, Store, array_path, fold_of
+from doodle.store.format import ARRAYS, Store, array_path, fold_of
+from doodle.store.kaggle_csv import _split_clean, read_csv
+from doodle.store.prepare import find_inputs, prepare
+from doodle.store.readers import is_labelled, read_file, read_ndjson
 
 ROW_SUMS = ("kept", "rejected", "duplicates", "filtered")
 

@@ -12,7 +12,7 @@ import pytest
 
 from doodle.drawing.batch import ranges
 from doodle.drawing.strokes import parse_kaggle_drawing, parse_ndjson_line
-from doodle.store import Store, fold_of
+from doodle.store.format import Store, fold_of
 
 
 @cache

@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from doodle import cli, download, kaggle_api, resources  # noqa: E402
+from doodle import cli, resources  # noqa: E402
 from doodle.resources import load_class_list  # noqa: E402
+from doodle.sources import google, kaggle_api  # noqa: E402
 
 log = logging.getLogger("download")
 
@@ -37,12 +38,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     k.set_defaults(run=run_kaggle)
 
     g = cli.add_debug_flag(sub.add_parser("google", help="Google's per-class ndjson files"))
-    g.add_argument("--format", choices=download.GOOGLE_FORMATS, default="simplified",
+    g.add_argument("--format", choices=google.GOOGLE_FORMATS, default="simplified",
                    help="raw (timed strokes) or simplified (Ramer-Douglas-Peucker, 0..255)")
     g.add_argument("--classes", default="all",
                    help="'all' (Google's 345), 'cat,dog', or a file of one word per line")
     g.add_argument("--dest", type=Path, default=Path("input/google"), help="files go to DEST/<format>/")
-    g.add_argument("--base-url", default=download.GOOGLE_BASE_URL, help="bucket URL (tests use a local one)")
+    g.add_argument("--base-url", default=google.GOOGLE_BASE_URL, help="bucket URL (tests use a local one)")
     g.add_argument("--workers", type=int, default=4, help="parallel downloads (threads)")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds before a silent connection fails")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -58,11 +59,11 @@ def run_kaggle(args: argparse.Namespace) -> dict:
 def run_google(args: argparse.Namespace) -> dict:
     known = resources.google_classes()
     classes = resources.check_classes(load_class_list(args.classes, known), known)
-    urls = download.google_urls(classes, args.format, args.base_url)
+    urls = google.google_urls(classes, args.format, args.base_url)
     folder = args.dest / args.format
     jobs = {folder / f"{word}.ndjson": url for word, url in urls.items()}
     log.info("%d %s file(s) from %s into %s", len(jobs), args.format, args.base_url, folder)
-    counts = download.download_many(jobs, workers=args.workers, timeout=args.timeout,
+    counts = google.download_many(jobs, workers=args.workers, timeout=args.timeout,
                                     progress=not args.no_progress)
     return {"dest": str(folder), **{k: counts.get(k, 0) for k in ("downloaded", "resumed", "skipped")}}
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np  # noqa: E402
 
-from doodle.store import fold_of  # noqa: E402
+from doodle.store.format import fold_of  # noqa: E402
 
 
 def order(keys: list[int]) -> np.ndarray:

@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli, resources  # noqa: E402
 from doodle.drawing.strokes import Limits  # noqa: E402
-from doodle.prepare import PrepareOptions, prepare  # noqa: E402
 from doodle.resources import load_class_list  # noqa: E402
+from doodle.store.prepare import PrepareOptions, prepare  # noqa: E402
 
 
 def parse_args(argv):

@@ -26,7 +26,7 @@ from doodle import cli  # noqa: E402
 from doodle.config import load_config  # noqa: E402
 from doodle.data import BatchDataset, Split, raster_spec  # noqa: E402
 from doodle.render.raster import ENCODINGS  # noqa: E402
-from doodle.store import Store  # noqa: E402
+from doodle.store.format import Store  # noqa: E402
 
 GAP, BLOCK_GAP, CAPTION = 2, 12, 16  # pixels between panels, between blocks, above a block
 BACKGROUND, PANEL_EDGE = 0.82, 0.55  # figure grey, and the frame drawn around each black panel

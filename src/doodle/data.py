@@ -21,7 +21,7 @@ from doodle.render.augment import Points, StrokeAugment, apply_albumentations, b
 from doodle.render.raster import RasterSpec, render_batch
 from doodle.render.sequence import encode_sequences
 from doodle.resources import load_class_list
-from doodle.store import Store
+from doodle.store.format import Store
 
 
 def raster_spec(cfg: Config) -> RasterSpec:

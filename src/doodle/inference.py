@@ -18,10 +18,10 @@ from doodle.data import make_inputs, raster_spec
 from doodle.drawing.batch import Batch
 from doodle.engine import Precision, forward, resolve_precision, to_input
 from doodle.models import build_model, input_kind_of
-from doodle.readers import scan_drawing_files
 from doodle.render.augment import Points
 from doodle.render.raster import RasterSpec
 from doodle.rundir import CheckpointError, RunDir, fold_dirs, load_checkpoint
+from doodle.store.readers import scan_drawing_files
 
 log = logging.getLogger("predict")
 

@@ -26,7 +26,7 @@ from doodle.inference import LoadedRun, batch_points, predict_points
 from doodle.render.augment import Points
 from doodle.render.raster import ENCODINGS, RasterSpec, render_drawing
 from doodle.rundir import RunDir, load_logits
-from doodle.store import Store
+from doodle.store.format import Store
 
 # Caps that keep one rerun near the latency goal (p95 <= 50 ms): simplify_raw costs about 0.4 ms per stroke
 # plus a numpy step per point it keeps, which grows with the ink. In the 0..255 box a real doodle has ~1,100

@@ -28,8 +28,8 @@ from benchmarks.raster import import_naive, one_core
 from doodle import resources
 from doodle.config import Config
 from doodle.data import BatchDataset, Split, fixed_batches, make_loader
-from doodle.prepare import PrepareOptions, prepare
-from doodle.store import Store
+from doodle.store.format import Store
+from doodle.store.prepare import PrepareOptions, prepare
 
 GOALS = {64: 5.0, 128: 8.0, 256: 10.0}
 BATCH = 256

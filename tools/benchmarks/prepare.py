@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from doodle import resources
-from doodle.prepare import PrepareOptions, prepare
+from doodle.store.prepare import PrepareOptions, prepare
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "input" / "sample"

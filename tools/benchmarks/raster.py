@@ -39,10 +39,10 @@ import numpy as np
 
 from doodle import resources
 from doodle.drawing.json_reader import parse_drawing_text
-from doodle.prepare import PrepareOptions, prepare
 from doodle.render.augment import Points, flip_x
 from doodle.render.raster import RasterSpec, rasterize, render_batch
-from doodle.store import Store
+from doodle.store.format import Store
+from doodle.store.prepare import PrepareOptions, prepare
 
 
 def one_core() -> None:

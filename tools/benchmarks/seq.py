@@ -29,8 +29,8 @@ from doodle.config import load_config
 from doodle.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split
 from doodle.engine import TrainState, predict_logits, resolve_precision, train_one_epoch
 from doodle.models import build_model
-from doodle.prepare import PrepareOptions, prepare
-from doodle.store import Store
+from doodle.store.format import Store
+from doodle.store.prepare import PrepareOptions, prepare
 from doodle.training import build_optimizer, build_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]

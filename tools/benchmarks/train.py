@@ -29,8 +29,8 @@ from doodle.data import BatchDataset, QuotaSampler, make_loader, make_split
 from doodle.engine import TrainState, resolve_precision, to_input, train_one_epoch
 from doodle.models import build_model
 from doodle.plan import fit_workers, probe
-from doodle.prepare import PrepareOptions, prepare
-from doodle.store import Store
+from doodle.store.format import Store
+from doodle.store.prepare import PrepareOptions, prepare
 from doodle.training import build_optimizer, build_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 The sorted input files are cut into contiguous groups (one group with one worker, a few per worker
 otherwise, balanced by size); each group becomes a shard written chunk by chunk by one worker. The merge
-(`doodle.merge`)
+(`doodle.store.merge`)
 then copies the shards into the final arrays slice by slice, keeping the first copy (in file order, then
 line order) of every key_id; a lone shard without repeats is moved into place instead of copied. Memory is
 bounded by the chunk and slice sizes, plus about 24 bytes per drawing while repeated key_ids are found.
@@ -19,8 +19,6 @@ import json
 import logging
 import multiprocessing as mp
 import shutil
-from collections import Counter
-from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
@@ -29,39 +27,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from doodle.csvread import parse_csv_header
 from doodle.drawing.batch import Batch, FileFormatError, Reject, concat_batches
-from doodle.drawing.strokes import DEFAULT_LIMITS, Limits
-from doodle.lineblocks import CHUNK_BYTES
-from doodle.merge import SHARD_ARRAYS, merge_shards
-from doodle.readers import read_file, scan_drawing_files
-from doodle.store import ARRAYS, ArrayAppender, array_path
+from doodle.store.format import ARRAYS, ArrayAppender, array_path
+from doodle.store.kaggle_csv import parse_csv_header
+from doodle.store.merge import SHARD_ARRAYS, merge_shards
+from doodle.store.options import FileResult, PrepareOptions
+from doodle.store.readers import read_file, scan_drawing_files
 
 log = logging.getLogger(__name__)
 
 BUFFER_ROWS = 5_000
 BUFFER_POINTS = 500_000
 GROUPS_PER_WORKER = 4
-
-
-@dataclass
-class PrepareOptions:
-    classes: list[str]
-    all_known: set[str]  # words that are real classes, selected or not (others are rejected)
-    n_folds: int = 5
-    limits: Limits = DEFAULT_LIMITS
-    chunk_bytes: int = CHUNK_BYTES
-
-
-@dataclass
-class FileResult:
-    path: str
-    rows: int = 0
-    kept: int = 0
-    filtered: int = 0
-    rejected: int = 0
-    per_reason: Counter = field(default_factory=Counter)
-    has_time: bool = False
 
 
 def find_inputs(src: list[Path], out: Path) -> tuple[list[Path], list[dict]]:

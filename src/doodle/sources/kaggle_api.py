@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from doodle.download import SAMPLE_HINT, DownloadError
+from doodle.sources.google import SAMPLE_HINT, DownloadError
 
 log = logging.getLogger(__name__)
 

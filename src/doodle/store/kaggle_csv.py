@@ -18,7 +18,7 @@ import numpy as np
 from doodle.drawing.batch import Batch, FileFormatError, Reject, batch_from_drawings, concat_batches
 from doodle.drawing.kaggle_fields import parse_kaggle_fields
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_kaggle_drawing, parse_key_id
-from doodle.lineblocks import CHUNK_BYTES, decode_lines, line_blocks, max_line_bytes, open_checked
+from doodle.store.line_blocks import CHUNK_BYTES, decode_lines, line_blocks, max_line_bytes, open_checked
 
 
 def _split_csv_line(line: str) -> list[str]:

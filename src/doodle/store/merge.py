@@ -12,17 +12,14 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from doodle.drawing.batch import ranges
-from doodle.store import FORMAT_VERSION, ArrayAppender, array_path, fold_of, open_array
-
-if TYPE_CHECKING:
-    from doodle.prepare import FileResult, PrepareOptions
+from doodle.store.format import FORMAT_VERSION, ArrayAppender, array_path, fold_of, open_array
+from doodle.store.options import FileResult, PrepareOptions
 
 SHARD_ARRAYS = ["xy", "t", "stroke_len", "pt_off", "st_off", "key_id", "label", "raw"]
 REJECT_FIELDS = ["file", "line", "key_id", "reason", "detail"]

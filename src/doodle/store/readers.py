@@ -8,7 +8,7 @@ line that is not UTF-8, `bad_row` for a CSV row with the wrong number of fields,
 parser's reason); a file that cannot be read at all raises `FileFormatError` naming it.
 
 `read_csv` and `FileFormatError` can also be imported from here, as `read_file` hands out the one and raises
-the other; the types live in `doodle.drawing.batch`, the CSV machinery in `doodle.csvread`.
+the other; the types live in `doodle.drawing.batch`, the CSV machinery in `doodle.store.kaggle_csv`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-from doodle.csvread import read_csv, read_csv_header
 from doodle.drawing.batch import Batch, FileFormatError, Reject, batch_from_drawings
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_ndjson_line
-from doodle.lineblocks import CHUNK_BYTES, decode_lines, line_blocks, max_line_bytes, open_checked
+from doodle.store.kaggle_csv import read_csv, read_csv_header
+from doodle.store.line_blocks import CHUNK_BYTES, decode_lines, line_blocks, max_line_bytes, open_checked
 
 __all__ = ["FORMATS", "FileFormatError", "is_labelled", "read_csv", "read_file", "read_ndjson", "scan_drawing_files"]
 
