@@ -24,7 +24,13 @@ import torch  # noqa: E402
 
 from doodle import cli  # noqa: E402
 from doodle.config import Config, load_config, save_config  # noqa: E402
-from doodle.data import (  # noqa: E402
+from doodle.metrics import per_class_accuracy  # noqa: E402
+from doodle.models.factory import build_model, input_kind_of  # noqa: E402
+from doodle.render.raster import raster_spec  # noqa: E402
+from doodle.rundir import RunDir, load_checkpoint, save_checkpoint, save_logits  # noqa: E402
+from doodle.store.format import Store  # noqa: E402
+from doodle.train.budget import Budget
+from doodle.train.data import (  # noqa: E402
     BatchDataset,
     QuotaSampler,
     boosted_quotas,
@@ -32,9 +38,16 @@ from doodle.data import (  # noqa: E402
     make_loader,
     make_split,
     quota_weights,
-    raster_spec,  # noqa: E402
 )
-from doodle.engine import (  # noqa: E402
+from doodle.train.distributed import (
+    broadcast_object,
+    check_replicas,
+    gather_eval,
+    init_distributed,
+    max_over_ranks,
+    sync_buffers,
+)
+from doodle.train.engine import (  # noqa: E402
     TrainState,
     evaluate,
     resolve_precision,
@@ -42,28 +55,14 @@ from doodle.engine import (  # noqa: E402
     train_one_epoch,
     val_metrics,
 )
-from doodle.metrics import per_class_accuracy  # noqa: E402
-from doodle.models import build_model, input_kind_of  # noqa: E402
-from doodle.plan import RunPlan, describe, next_per_class, plan_run, probe, val_seconds  # noqa: E402
-from doodle.rundir import RunDir, load_checkpoint, save_checkpoint, save_logits  # noqa: E402
-from doodle.store.format import Store  # noqa: E402
-from doodle.tracking import EpochLog  # noqa: E402
-from doodle.training import (  # noqa: E402
-    Budget,
-    broadcast_object,
-    build_optimizer,
-    build_scheduler,
-    check_replicas,
-    gather_eval,
+from doodle.train.optim import build_optimizer, build_scheduler
+from doodle.train.plan import RunPlan, describe, next_per_class, plan_run, probe, val_seconds  # noqa: E402
+from doodle.train.records import (
+    EpochLog,  # noqa: E402
     git_commit,
-    init_distributed,
-    max_over_ranks,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-    sync_buffers,
     truncate_csv,
 )
+from doodle.train.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger("train")
 
@@ -129,7 +128,7 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
 
 
 def make_plan(cfg: Config, args, store: Store, split, device, d) -> RunPlan:
-    """Time a few steps on a throw-away model copy and fit the run to the device and budget (doodle.plan)."""
+    """Time a few steps on a throw-away model copy and fit the run to the device and budget (doodle.train.plan)."""
     rates = None
     if cfg.train.adapt and (cfg.train.max_minutes > 0 or device.type == "cpu"):
         saved = rng_state()  # the probe's model and batch must not shift the run's random streams

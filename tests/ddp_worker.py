@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from doodle.training import Dist, check_replicas, sync_buffers
+from doodle.train.distributed import Dist, check_replicas, sync_buffers
 
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 dist.init_process_group("gloo")

@@ -143,9 +143,9 @@ def test_every_allowed_value_is_accepted_where_it_is_used():
     """The config's closed sets are exactly what the consumers take (they keep their own checks)."""
     import torch
 
-    from doodle.engine import resolve_precision
     from doodle.render.raster import ENCODINGS, RasterSpec
-    from doodle.training import build_optimizer, build_scheduler
+    from doodle.train.engine import resolve_precision
+    from doodle.train.optim import build_optimizer, build_scheduler
 
     assert set(_allowed(config.Encoding)) == set(ENCODINGS)
     for encoding in _allowed(config.Encoding):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from doodle.training import Budget
+from doodle.train.budget import Budget
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from doodle.data import QuotaSampler
-from doodle.engine import Precision, TrainState, train_one_epoch, val_metrics
-from doodle.training import ConstantScheduler
+from doodle.train.data import QuotaSampler
+from doodle.train.engine import Precision, TrainState, train_one_epoch, val_metrics
+from doodle.train.optim import ConstantScheduler
 
 
 def test_quota_sampler_groups_classes_like_masks():

@@ -18,8 +18,8 @@ import pytest
 from helpers import load_script
 
 from doodle.config import load_config
-from doodle.data import BatchDataset, QuotaSampler, make_loader, make_split
 from doodle.store.format import Store
+from doodle.train.data import BatchDataset, QuotaSampler, make_loader, make_split
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AUGMENT = ["augment.flip=0", "augment.scale=0", "augment.stretch=0", "augment.shift=0", "augment.rotate=0",

@@ -8,11 +8,11 @@ import torch
 
 from doodle import resources
 from doodle.config import load_config
-from doodle.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split, raster_spec
 from doodle.render.augment import Points, flip_x
-from doodle.render.raster import render_batch, render_drawing
+from doodle.render.raster import raster_spec, render_batch, render_drawing
 from doodle.store.format import Store
 from doodle.store.prepare import PrepareOptions, prepare
+from doodle.train.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "input" / "sample"

@@ -12,15 +12,15 @@ import pytest
 from conftest_app import RAW, outputs_copy, tiny_run  # noqa: F401  (fixtures)
 
 from doodle import collect, page, resources
-from doodle.data import make_inputs
 from doodle.drawing.canvas import parse_canvas
 from doodle.drawing.strokes import simplify_raw
 from doodle.inference import load_run
-from doodle.models import build_model
+from doodle.models.factory import build_model
 from doodle.render.raster import RasterSpec, render_drawing
 from doodle.store.format import Store
 from doodle.store.prepare import PrepareOptions, prepare
 from doodle.store.readers import read_ndjson
+from doodle.train.data import make_inputs
 
 WORDS = resources.kaggle_classes()
 

@@ -1,4 +1,4 @@
-"""The training plan (doodle.plan): hand-worked budgets, the workers rule, per-epoch re-planning, warnings."""
+"""The training plan (doodle.train.plan): hand-worked budgets, the workers rule, per-epoch re-planning, warnings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from doodle.config import load_config
-from doodle.plan import Rates, RunPlan, fit_workers, next_per_class, plan_run
+from doodle.train.plan import Rates, RunPlan, fit_workers, next_per_class, plan_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,11 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from doodle.config import Config
-from doodle.models import build_model, input_kind_of
+from doodle.models.factory import build_model, input_kind_of
+from doodle.models.registry import REGISTRY
+from doodle.models.sequence import BiGRU
 from doodle.render.augment import Points
 from doodle.render.sequence import N_FEATURES, encode_sequences, feature_names, stroke_starts
-from doodle.seqmodels import MODELS, BiGRU
 
 
 def points(drawings: list[list[list[tuple]]], timed: bool = False) -> Points:
@@ -114,7 +115,7 @@ SMALL = {"seq_gru": {"conv": 16, "hidden": 16, "layers": 2}, "seq_transformer": 
 
 
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])  # the GRU packs only without autograd
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(n for n, f in REGISTRY.items() if f.input_kind == "sequence"))
 def test_padding_never_reaches_valid_steps(name, grad):
     """Eval mode: a drawing alone == the same drawing beside a much longer one, whatever fills the padding."""
     torch.manual_seed(0)
@@ -134,7 +135,7 @@ def test_padding_never_reaches_valid_steps(name, grad):
     torch.testing.assert_close(batch[2], alone_empty[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(n for n, f in REGISTRY.items() if f.input_kind == "sequence"))
 def test_every_parameter_gets_a_gradient(name):
     cfg = seq_config(name, **SMALL[name])
     cfg.seq.time = False

@@ -24,7 +24,7 @@ from doodle import cli  # noqa: E402
 from doodle import figures as figs  # noqa: E402
 from doodle import reporting as rep  # noqa: E402
 from doodle.metrics import per_class_accuracy, softmax  # noqa: E402
-from doodle.models import input_kind_of  # noqa: E402
+from doodle.models.factory import input_kind_of  # noqa: E402
 from doodle.render.raster import ENCODINGS  # noqa: E402
 
 log = logging.getLogger("report")

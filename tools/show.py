@@ -7,7 +7,7 @@
 Each drawing gets a block captioned with its word (and "timed" when it has real times): the first row is
 the plain input (colour composite, then each channel in grey), the second, with --augment, is the same
 drawing through the training augmentation of the config. Inputs come from the same dataset code as
-training (`doodle.data.BatchDataset`), so what you see is what the model gets.
+training (`doodle.train.data.BatchDataset`), so what you see is what the model gets.
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli  # noqa: E402
 from doodle.config import load_config  # noqa: E402
-from doodle.data import BatchDataset, Split, raster_spec  # noqa: E402
-from doodle.render.raster import ENCODINGS  # noqa: E402
+from doodle.render.raster import (
+    ENCODINGS,  # noqa: E402
+    raster_spec,  # noqa: E402
+)
 from doodle.store.format import Store  # noqa: E402
+from doodle.train.data import BatchDataset, Split  # noqa: E402
 
 GAP, BLOCK_GAP, CAPTION = 2, 12, 16  # pixels between panels, between blocks, above a block
 BACKGROUND, PANEL_EDGE = 0.82, 0.55  # figure grey, and the frame drawn around each black panel

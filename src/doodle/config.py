@@ -139,7 +139,7 @@ class TrainCfg:
     boost: bool = False  # accuracy-driven resampling: N* = N (1 - acc) + boost_floor N
     boost_floor: NonNeg = 0.25
     max_minutes: NonNeg = 0.0  # 0 = no time budget
-    adapt: bool = True  # fit epochs, epoch size, batch and loader workers to the device and budget (doodle.plan)
+    adapt: bool = True  # fit epochs, epoch size, batch and loader workers to the device and budget (doodle.train.plan)
     deterministic: bool = False
     log_every: Count = 50
 

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from doodle.config import Config, load_resolved
-from doodle.data import make_inputs, raster_spec
 from doodle.drawing.batch import Batch
-from doodle.engine import Precision, forward, resolve_precision, to_input
-from doodle.models import build_model, input_kind_of
+from doodle.models.factory import build_model, input_kind_of
 from doodle.render.augment import Points
-from doodle.render.raster import RasterSpec
+from doodle.render.raster import RasterSpec, raster_spec
 from doodle.rundir import CheckpointError, RunDir, fold_dirs, load_checkpoint
 from doodle.store.readers import scan_drawing_files
+from doodle.train.data import make_inputs
+from doodle.train.engine import Precision, forward, resolve_precision, to_input
 
 log = logging.getLogger("predict")
 

@@ -129,7 +129,7 @@ def _mean(values) -> float:
 
 def run_row(run: Run, oof: dict | None) -> dict:
     """One line of the comparison: quality (mean over folds, OOF), cost per fold, and the settings."""
-    from doodle.models import input_kind_of  # torch + timm: only when a table is made
+    from doodle.models.factory import input_kind_of  # torch + timm: only when a table is made
 
     s = [f.summary for f in run.folds]
     cfg = run.cfg
@@ -175,8 +175,8 @@ class Drawings:
     """Renders a run's drawings by key_id from its store, with the run's own raster spec."""
 
     def __init__(self, cfg: Config, store_path: str | Path | None = None):
-        # doodle.data pulls in torch; only reports that draw need it, so it is imported here.
-        from doodle.data import raster_spec
+        # doodle.train.data pulls in torch; only reports that draw need it, so it is imported here.
+        from doodle.render.raster import raster_spec
 
         self.spec = raster_spec(cfg)
         self.store = Store(store_path or cfg.data.store)

@@ -22,10 +22,10 @@ import torch
 
 from doodle import page, resources
 from doodle.config import Config
-from doodle.engine import resolve_precision
 from doodle.inference import LoadedRun
-from doodle.models import build_model
+from doodle.models.factory import build_model
 from doodle.rundir import RunDir
+from doodle.train.engine import resolve_precision
 
 CANVAS = 280.0
 MARGIN = 20.0

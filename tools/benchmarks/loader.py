@@ -27,9 +27,9 @@ import torch
 from benchmarks.raster import import_naive, one_core
 from doodle import resources
 from doodle.config import Config
-from doodle.data import BatchDataset, Split, fixed_batches, make_loader
 from doodle.store.format import Store
 from doodle.store.prepare import PrepareOptions, prepare
+from doodle.train.data import BatchDataset, Split, fixed_batches, make_loader
 
 GOALS = {64: 5.0, 128: 8.0, 256: 10.0}
 BATCH = 256

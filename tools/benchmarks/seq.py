@@ -26,12 +26,12 @@ import torch
 
 from doodle import resources
 from doodle.config import load_config
-from doodle.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split
-from doodle.engine import TrainState, predict_logits, resolve_precision, train_one_epoch
-from doodle.models import build_model
+from doodle.models.factory import build_model
 from doodle.store.format import Store
 from doodle.store.prepare import PrepareOptions, prepare
-from doodle.training import build_optimizer, build_scheduler
+from doodle.train.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split
+from doodle.train.engine import TrainState, predict_logits, resolve_precision, train_one_epoch
+from doodle.train.optim import build_optimizer, build_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 256

@@ -4,7 +4,7 @@
   training loop can go on this device (nothing to load, nothing to render).
 - premade: our `train_one_epoch` fed one ready batch again and again (our loop's own overhead).
 - real: our `train_one_epoch` over the real loader (store -> augmentation -> rasteriser), with the loader
-  workers the training plan picks for this device (doodle.plan).
+  workers the training plan picks for this device (doodle.train.plan).
 
 `ratio_vs_plain` = real / plain (goal >= 0.9); `ratio` = real / premade (is the model starved?).
 With `--run outputs/<run>/fold0` it also reports that finished run's images per second of wall time
@@ -25,13 +25,13 @@ import torch.nn.functional as F
 
 from doodle import resources
 from doodle.config import load_config
-from doodle.data import BatchDataset, QuotaSampler, make_loader, make_split
-from doodle.engine import TrainState, resolve_precision, to_input, train_one_epoch
-from doodle.models import build_model
-from doodle.plan import fit_workers, probe
+from doodle.models.factory import build_model
 from doodle.store.format import Store
 from doodle.store.prepare import PrepareOptions, prepare
-from doodle.training import build_optimizer, build_scheduler
+from doodle.train.data import BatchDataset, QuotaSampler, make_loader, make_split
+from doodle.train.engine import TrainState, resolve_precision, to_input, train_one_epoch
+from doodle.train.optim import build_optimizer, build_scheduler
+from doodle.train.plan import fit_workers, probe
 
 ROOT = Path(__file__).resolve().parents[2]
 

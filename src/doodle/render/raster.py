@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from doodle.config import Config
 from doodle.render.flat_input import FLATTEN_ERRORS, flat_values
 from doodle.render.kernels import rasterize_one, render_points
 
@@ -145,3 +146,10 @@ def render_drawing(drawing, spec: RasterSpec) -> np.ndarray:
     lens = np.diff(np.concatenate([[0], drawing.ends])).astype(np.int32)
     t = None if drawing.t is None else np.rint(drawing.t - drawing.t.min()).astype(np.int32)
     return render_batch(drawing.xy, t, lens, np.array([len(lens)], np.int32), spec)[0]
+
+
+def raster_spec(cfg: Config) -> RasterSpec:
+    """The rasteriser settings of a config (the one place they are assembled)."""
+    r = cfg.raster
+    return RasterSpec(size=cfg.data.img_size, encoding=r.encoding, line_width=r.line_width, margin=r.margin,
+                      antialias=r.antialias, floor=r.floor)

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from doodle.config import Config
+from doodle.models.registry import register_model
 from doodle.render.sequence import N_FEATURES
 
 
@@ -173,23 +174,22 @@ class SeqTransformer(nn.Module):
         return self.head(masked_pool(x, mask))
 
 
-def _builder(cls: type[nn.Module]):
-    """A registry builder for `cls`: n_features from `seq.time`, `model.kwargs` checked against its signature."""
+def _build(cls: type[nn.Module], cfg: Config, n_classes: int) -> nn.Module:
+    """`cls` with n_features from `seq.time` and `model.kwargs`, checked against its signature."""
     allowed = sorted(set(inspect.signature(cls).parameters) - {"n_features", "n_classes"})
-
-    def build(cfg: Config, n_classes: int, in_chans: int) -> nn.Module:
-        bad = sorted(set(cfg.model.kwargs) - set(allowed))
-        if bad:
-            raise ValueError(f"model.kwargs: unknown key(s) {bad} for {cfg.model.name} (valid: {allowed})")
-        return cls(N_FEATURES + (1 if cfg.seq.time else 0), n_classes, **cfg.model.kwargs)
-
-    build.input_kind = cls.input_kind
-    return build
+    bad = sorted(set(cfg.model.kwargs) - set(allowed))
+    if bad:
+        raise ValueError(f"model.kwargs: unknown key(s) {bad} for {cfg.model.name} (valid: {allowed})")
+    return cls(N_FEATURES + (1 if cfg.seq.time else 0), n_classes, **cfg.model.kwargs)
 
 
-MODELS = {"seq_gru": SeqGRU, "seq_transformer": SeqTransformer}
+@register_model(input_kind="sequence")
+def seq_gru(cfg: Config, n_classes: int, in_chans: int) -> nn.Module:
+    """Bidirectional GRU over the stroke sequence (a conv stem first)."""
+    return _build(SeqGRU, cfg, n_classes)
 
 
-def register_all(register) -> None:
-    for name, cls in MODELS.items():
-        register(name)(_builder(cls))
+@register_model(input_kind="sequence")
+def seq_transformer(cfg: Config, n_classes: int, in_chans: int) -> nn.Module:
+    """Transformer encoder over the stroke sequence (a conv stem and sinusoid positions first)."""
+    return _build(SeqTransformer, cfg, n_classes)

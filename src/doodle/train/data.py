@@ -18,17 +18,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from doodle.config import Config
 from doodle.drawing.batch import Batch, ranges
 from doodle.render.augment import Points, StrokeAugment, apply_albumentations, build_albumentations, flip_x
-from doodle.render.raster import RasterSpec, render_batch
+from doodle.render.raster import RasterSpec, raster_spec, render_batch
 from doodle.render.sequence import encode_sequences
 from doodle.resources import load_class_list
 from doodle.store.format import Store
-
-
-def raster_spec(cfg: Config) -> RasterSpec:
-    """The rasteriser settings of a config (the one place they are assembled)."""
-    r = cfg.raster
-    return RasterSpec(size=cfg.data.img_size, encoding=r.encoding, line_width=r.line_width, margin=r.margin,
-                      antialias=r.antialias, floor=r.floor)
 
 
 @dataclass

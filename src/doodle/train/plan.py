@@ -145,7 +145,7 @@ def next_per_class(plan: RunPlan, quota_factor: float, seconds_left: float, epoc
 
 @torch.no_grad()
 def _eval_rate(model, inputs: dict, precision, steps: int, device) -> float:
-    from doodle.engine import forward
+    from doodle.train.engine import forward
 
     model.eval()
     n = next(iter(inputs.values())).shape[0]
@@ -163,8 +163,8 @@ def _eval_rate(model, inputs: dict, precision, steps: int, device) -> float:
 def probe(cfg: Config, model, make_batch, to_input, precision, device, steps: int = 3) -> Rates:
     """Time `steps` training steps and validation forwards on a copy of the model (the run's weights, optimiser
     and random state are untouched) and the rendering of one batch; `make_batch()` gives a loader batch."""
-    from doodle.engine import forward
-    from doodle.training import build_optimizer
+    from doodle.train.engine import forward
+    from doodle.train.optim import build_optimizer
 
     t_start = time.perf_counter()
     rng = torch.get_rng_state()

@@ -1,4 +1,4 @@
-"""build_model(cfg): any timm model by name, or one of our own registered variants (sequence models).
+"""build_model(cfg): any timm model by name, or one of our own registered models (`@register_model`).
 
 A model declares what it eats through `input_kind` ("image" for timm CNNs, "sequence" for stroke-sequence
 networks); the data pipeline builds inputs to match, so a new architecture needs no edit to train.py.
@@ -8,30 +8,17 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
-from doodle import seqmodels
 from doodle.config import Config
+from doodle.models import sequence  # noqa: F401  (its @register_model functions fill the registry)
+from doodle.models.registry import REGISTRY
 
 log = logging.getLogger(__name__)
-
-REGISTRY: dict[str, Callable[[Config, int, int], nn.Module]] = {}
-
-
-def register(name: str):
-    """Decorator: add a builder `fn(cfg, n_classes, in_chans) -> nn.Module` under `name`."""
-
-    def wrap(fn):
-        REGISTRY[name] = fn
-        return fn
-
-    return wrap
-
 
 def input_kind_of(cfg: Config) -> str:
     """The input kind a config's model needs, without building it."""
@@ -82,5 +69,3 @@ def load_weights(model: nn.Module, path: Path) -> None:
     model.load_state_dict(usable, strict=False)
     log.info("loaded %d tensors from %s (skipped %d: %s)", len(usable), path, len(skipped), skipped[:4])
 
-
-seqmodels.register_all(register)

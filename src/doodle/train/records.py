@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from doodle.rundir import RunDir, atomic_write_bytes, run_summary
-from doodle.training import append_csv
 
 log = logging.getLogger("train")
 
@@ -76,3 +78,36 @@ class EpochLog:
         if self.tb:
             self.tb.close()
         return summary
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def append_csv(path: Path, row: dict) -> None:
+    """One row per epoch; the header is written with the first row."""
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def truncate_csv(path: Path, epochs_kept: int) -> None:
+    """On resume, drop rows of epochs after the checkpoint (they will be run again)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    fields = list(rows[0])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(r for r in rows if int(r["epoch"]) < epochs_kept)
