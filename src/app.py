@@ -4,7 +4,7 @@
     streamlit run src/app.py [-- --run outputs/r18_boost] [--outputs outputs] [--collected input/collected]
 
 Runs are the finished fold folders under --outputs (config.yaml + checkpoints/best.pt); each renders with
-its own saved config. The logic lives in doodle.page (drawing -> guesses) and doodle.collect (label mode).
+its own saved config. The logic lives in doodle.app.guesses (drawing -> guesses) and doodle.app.labels (label mode).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-from doodle import collect, page, resources  # noqa: E402
-from doodle.inference import LoadedRun, find_folds, load_run  # noqa: E402
-from doodle.rundir import RunDir  # noqa: E402
+from doodle import resources  # noqa: E402
+from doodle.app import guesses as page  # noqa: E402
+from doodle.app import labels as collect  # noqa: E402
+from doodle.predict.loaded_run import LoadedRun, find_folds, load_run  # noqa: E402
+from doodle.runs.folder import RunDir  # noqa: E402
 from doodle.store.format import Store  # noqa: E402
 
 ENSEMBLE = "ensemble of all"

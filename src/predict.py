@@ -26,11 +26,11 @@ import pandas as pd  # noqa: E402
 from doodle import cli  # noqa: E402
 from doodle.drawing.batch import Batch, concat_batches  # noqa: E402
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, parse_key_id  # noqa: E402
-from doodle.inference import input_files, load_run  # noqa: E402
 from doodle.metrics import accuracy, map_at_k  # noqa: E402
-from doodle.rundir import save_logits  # noqa: E402
+from doodle.predict.loaded_run import input_files, load_run  # noqa: E402
+from doodle.predict.submission import to_submission, write_submission  # noqa: E402
+from doodle.runs.folder import save_logits  # noqa: E402
 from doodle.store.readers import read_file  # noqa: E402
-from doodle.submission import to_submission, write_submission  # noqa: E402
 from doodle.train.data import BatchDataset, MemoryDrawings, fixed_batches, make_loader  # noqa: E402
 from doodle.train.distributed import resolve_device
 from doodle.train.engine import evaluate  # noqa: E402

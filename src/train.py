@@ -27,7 +27,7 @@ from doodle.config import Config, load_config, save_config  # noqa: E402
 from doodle.metrics import per_class_accuracy  # noqa: E402
 from doodle.models.factory import build_model, input_kind_of  # noqa: E402
 from doodle.render.raster import raster_spec  # noqa: E402
-from doodle.rundir import RunDir, load_checkpoint, save_checkpoint, save_logits  # noqa: E402
+from doodle.runs.folder import RunDir, load_checkpoint, save_checkpoint, save_logits  # noqa: E402
 from doodle.store.format import Store  # noqa: E402
 from doodle.train.budget import Budget
 from doodle.train.data import (  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 from conftest_app import ROOT, outputs_copy, tiny_run  # noqa: F401  (fixtures)
 from streamlit.testing.v1 import AppTest
 
-from doodle import page
+from doodle.app import guesses as page
 
 APP = str(ROOT / "src" / "app.py")
 TWO_STROKES = page.canvas_from_strokes([[[10, 60, 120, 200], [20, 80, 60, 30]], [[100, 110, 105], [20, 150, 250]]])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from doodle.rundir import CheckpointError, load_checkpoint, save_checkpoint
+from doodle.runs.folder import CheckpointError, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_old_file(tmp_path, monkeypa
 
 WRITER = textwrap.dedent("""
     import os, signal, sys, torch
-    from doodle.rundir import save_checkpoint
+    from doodle.runs.folder import save_checkpoint
     path, stage = sys.argv[1], sys.argv[2]
 
     def stop(here):  # tell the test where the save is, then wait for its SIGKILL

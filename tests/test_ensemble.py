@@ -6,9 +6,9 @@ import pytest
 from helpers import load_script
 
 from doodle import cli
-from doodle import ensemble as ens
 from doodle.metrics import accuracy, map_at_k
-from doodle.rundir import RunDir, save_logits
+from doodle.predict import ensemble as ens
+from doodle.runs.folder import RunDir, save_logits
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 CLASSES = ["The Eiffel Tower", "cat", "dog", "fish"]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from doodle.inference import find_folds
-from doodle.rundir import fold_dirs, join_val_logits
+from doodle.predict.loaded_run import find_folds
+from doodle.runs.folder import fold_dirs, join_val_logits
 
 
 def make_run(root, folds, marker="config.yaml"):

@@ -1,4 +1,4 @@
-"""The drawing page's logic (doodle.page) and label-mode storage (doodle.collect), without Streamlit."""
+"""The drawing page's logic (doodle.app.guesses) and label-mode storage (doodle.app.labels), without Streamlit."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from conftest_app import RAW, outputs_copy, tiny_run  # noqa: F401  (fixtures)
 
-from doodle import collect, page, resources
+from doodle import resources
+from doodle.app import guesses as page
+from doodle.app import labels as collect
 from doodle.drawing.canvas import parse_canvas
 from doodle.drawing.strokes import simplify_raw
-from doodle.inference import load_run
 from doodle.models.factory import build_model
+from doodle.predict.loaded_run import load_run
 from doodle.render.raster import RasterSpec, render_drawing
 from doodle.store.format import Store
 from doodle.store.prepare import PrepareOptions, prepare

@@ -14,10 +14,13 @@ import yaml
 from conftest_app import outputs_copy, tiny_run  # noqa: F401  (fixtures)
 from helpers import load_script
 
-from doodle import collect, ensemble, metrics, page, resources
+from doodle import metrics, resources
+from doodle.app import guesses as page
+from doodle.app import labels as collect
 from doodle.drawing.canvas import parse_canvas
-from doodle.inference import load_run
-from doodle.rundir import CheckpointError
+from doodle.predict import ensemble
+from doodle.predict.loaded_run import load_run
+from doodle.runs.folder import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY19 = "1234567890123456789"  # label mode's 19-digit key_ids (collect.KEY_ID_DIGITS)
@@ -28,7 +31,7 @@ KEY19 = "1234567890123456789"  # label mode's 19-digit key_ids (collect.KEY_ID_D
 def test_predict_folder_skips_labels_submissions_and_stores(tmp_path, caplog):
     """input/ as Kaggle's download leaves it: the test CSV is read; its labels, the sample submission and
     a prepared store's rejects.csv beside it are skipped (each logged), as prepare skips them."""
-    from doodle.inference import input_files
+    from doodle.predict.loaded_run import input_files
 
     sample = ROOT / "input/sample"
     (tmp_path / "store").mkdir()

@@ -16,7 +16,7 @@ from helpers import prepare_sample, shrink
 
 from doodle import cli
 from doodle.metrics import map_at_k
-from doodle.rundir import load_logits
+from doodle.runs.folder import load_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -138,7 +138,7 @@ def test_a_folder_that_is_not_a_run_is_a_one_line_error(tool, tmp_path, capsys):
 def test_a_killed_fold_is_summarised_from_metrics_as_training_summarised_it(run, tmp_path):
     """A fold without summary.json (killed) gets its numbers rebuilt from metrics.csv: the same best epoch,
     scores, images and throughput as the summary.json training wrote, flagged partial."""
-    from doodle import reporting
+    from doodle.runs import report as reporting
 
     fold = tmp_path / "killed/fold0"
     shutil.copytree(run / "fold0", fold)

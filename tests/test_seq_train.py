@@ -11,7 +11,7 @@ import yaml
 from helpers import load_script as load_tool
 from helpers import shrink
 
-from doodle.rundir import load_logits
+from doodle.runs.folder import load_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "input/sample"

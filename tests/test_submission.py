@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from doodle.submission import (
+from doodle.predict.submission import (
     SubmissionError,
     read_test_key_ids,
     to_submission,

@@ -16,7 +16,7 @@ import pytest
 from helpers import load_script as load_tool
 from helpers import shrink
 
-from doodle.rundir import load_checkpoint, load_logits
+from doodle.runs.folder import load_checkpoint, load_logits
 from doodle.train.data import QuotaSampler, boosted_quotas
 
 ROOT = Path(__file__).resolve().parents[1]

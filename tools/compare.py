@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli  # noqa: E402
-from doodle import reporting as rep  # noqa: E402
+from doodle.runs import report as rep  # noqa: E402
 
 log = logging.getLogger("compare")
 HEADER = ["run", "folds", "acc@1", "MAP@3", "OOF MAP@3", "epochs", "images seen", "wall min", "images/s",

@@ -24,10 +24,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli  # noqa: E402
-from doodle import ensemble as ens  # noqa: E402
 from doodle.metrics import summarize  # noqa: E402
-from doodle.rundir import fold_dirs, join_val_logits, load_logits  # noqa: E402
-from doodle.submission import read_test_key_ids, to_submission, validate_submission, write_submission  # noqa: E402
+from doodle.predict import ensemble as ens  # noqa: E402
+from doodle.predict.submission import read_test_key_ids, to_submission, validate_submission, write_submission  # noqa: E402
+from doodle.runs.folder import fold_dirs, join_val_logits, load_logits  # noqa: E402
 
 log = logging.getLogger("ensemble")
 METHODS = [*ens.BLENDERS, "stack"]

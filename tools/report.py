@@ -21,11 +21,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli  # noqa: E402
-from doodle import figures as figs  # noqa: E402
-from doodle import reporting as rep  # noqa: E402
 from doodle.metrics import per_class_accuracy, softmax  # noqa: E402
 from doodle.models.factory import input_kind_of  # noqa: E402
 from doodle.render.raster import ENCODINGS  # noqa: E402
+from doodle.runs import figures as figs  # noqa: E402
+from doodle.runs import report as rep  # noqa: E402
 
 log = logging.getLogger("report")
 FIGS = "report"  # subfolder of the report's folder that holds the PNGs

@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from doodle import cli, resources  # noqa: E402
+from doodle.predict.submission import read_test_key_ids, validate_submission  # noqa: E402
 from doodle.sources import kaggle_api  # noqa: E402
-from doodle.submission import read_test_key_ids, validate_submission  # noqa: E402
 
 log = logging.getLogger("submit")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from doodle.rundir import RunDir, atomic_write_bytes, run_summary
+from doodle.runs.folder import RunDir, atomic_write_bytes, run_summary
 
 log = logging.getLogger("train")
 

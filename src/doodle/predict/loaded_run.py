@@ -18,7 +18,7 @@ from doodle.drawing.batch import Batch
 from doodle.models.factory import build_model, input_kind_of
 from doodle.render.augment import Points
 from doodle.render.raster import RasterSpec, raster_spec
-from doodle.rundir import CheckpointError, RunDir, fold_dirs, load_checkpoint
+from doodle.runs.folder import CheckpointError, RunDir, fold_dirs, load_checkpoint
 from doodle.store.readers import scan_drawing_files
 from doodle.train.data import make_inputs
 from doodle.train.engine import Precision, forward, resolve_precision, to_input

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from doodle.metrics import top_k
-from doodle.rundir import atomic_write_bytes
+from doodle.runs.folder import atomic_write_bytes
 
 HEADER = "key_id,word"
 N_WORDS = 3

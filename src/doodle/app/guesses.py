@@ -22,10 +22,10 @@ from doodle import metrics
 from doodle.drawing.batch import batch_from_drawings
 from doodle.drawing.canvas import is_canvas_path, parse_canvas
 from doodle.drawing.strokes import Drawing, DrawingError, Limits, simplify_raw
-from doodle.inference import LoadedRun, batch_points, predict_points
+from doodle.predict.loaded_run import LoadedRun, batch_points, predict_points
 from doodle.render.augment import Points
 from doodle.render.raster import ENCODINGS, RasterSpec, render_drawing
-from doodle.rundir import RunDir, load_logits
+from doodle.runs.folder import RunDir, load_logits
 from doodle.store.format import Store
 
 # Caps that keep one rerun near the latency goal (p95 <= 50 ms): simplify_raw costs about 0.4 ms per stroke

@@ -19,7 +19,7 @@ import pandas as pd
 
 from doodle.config import Config, load_resolved
 from doodle.metrics import accuracy, map_at_k
-from doodle.rundir import RunDir, fold_dirs, join_val_logits, load_logits, run_summary
+from doodle.runs.folder import RunDir, fold_dirs, join_val_logits, load_logits, run_summary
 from doodle.store.format import Store
 
 log = logging.getLogger("report")

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
-    from doodle.reporting import Run
+    from doodle.runs.report import Run
 
 GOOD, BAD = "#1a7f37", "#cf222e"
 
