@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Compare runs in one markdown table, best MAP@3 first.
 
     python tools/compare.py outputs/a outputs/b outputs/c/fold0 ... [--out comparison.md] [--json]
@@ -17,10 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from doodle import cli  # noqa: E402
-from doodle.runs import report as rep  # noqa: E402
+from doodle import cli
+from doodle.runs import report as rep
 
 log = logging.getLogger("compare")
 HEADER = ["run", "folds", "acc@1", "MAP@3", "OOF MAP@3", "epochs", "images seen", "wall min", "images/s",
@@ -77,5 +74,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-compare`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Validate a submission CSV, then send it to Kaggle's quickdraw-doodle-recognition competition.
 
     python tools/submit.py submissions/X.csv -m "message" [--test input/test_simplified.csv] [--dry-run]
@@ -14,11 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from doodle import cli, resources  # noqa: E402
-from doodle.predict.submission import read_test_key_ids, validate_submission  # noqa: E402
-from doodle.sources import kaggle_api  # noqa: E402
+from doodle import cli, resources
+from doodle.predict.submission import read_test_key_ids, validate_submission
+from doodle.sources import kaggle_api
 
 log = logging.getLogger("submit")
 
@@ -52,5 +49,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-submit`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

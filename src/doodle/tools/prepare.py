@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Stream Kaggle CSV / Google ndjson files into a compact memory-mapped store with fixed folds.
 
     python tools/prepare.py --src input/ --out input/store [--folds 5] [--workers N] [--classes FILE]
@@ -12,12 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from doodle import cli, resources  # noqa: E402
-from doodle.drawing.strokes import Limits  # noqa: E402
-from doodle.resources import load_class_list  # noqa: E402
-from doodle.store.prepare import PrepareOptions, prepare  # noqa: E402
+from doodle import cli, resources
+from doodle.drawing.strokes import Limits
+from doodle.resources import load_class_list
+from doodle.store.prepare import PrepareOptions, prepare
 
 
 def parse_args(argv):
@@ -54,5 +51,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-prepare`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Download the competition files (Kaggle API) or Google's per-class ndjson files (public bucket).
 
     python tools/download.py kaggle [--dest input/]
@@ -17,11 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from doodle import cli, resources  # noqa: E402
-from doodle.resources import load_class_list  # noqa: E402
-from doodle.sources import google, kaggle_api  # noqa: E402
+from doodle import cli, resources
+from doodle.resources import load_class_list
+from doodle.sources import google, kaggle_api
 
 log = logging.getLogger("download")
 
@@ -75,5 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-download`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

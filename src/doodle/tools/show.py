@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Save a PNG grid of drawings exactly as the model sees them: the image, then each channel alone.
 
     python tools/show.py --store input/store --n 32 --out samples.png [--augment] [--cfg configs/r18.yaml]
@@ -20,16 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from doodle import cli  # noqa: E402
-from doodle.config import load_config  # noqa: E402
+from doodle import cli
+from doodle.config import load_config
 from doodle.render.raster import (
-    ENCODINGS,  # noqa: E402
-    raster_spec,  # noqa: E402
+    ENCODINGS,
+    raster_spec,
 )
-from doodle.store.format import Store  # noqa: E402
-from doodle.train.data import BatchDataset, Split  # noqa: E402
+from doodle.store.format import Store
+from doodle.train.data import BatchDataset, Split
 
 GAP, BLOCK_GAP, CAPTION = 2, 12, 16  # pixels between panels, between blocks, above a block
 BACKGROUND, PANEL_EDGE = 0.82, 0.55  # figure grey, and the frame drawn around each black panel
@@ -140,5 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-show`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

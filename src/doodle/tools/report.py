@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write report.md (with PNG figures in report/) for a run folder or one fold folder.
 
     python tools/report.py outputs/<run> [--store input/store] [--out DIR] [--pairs 15]
@@ -18,14 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from doodle import cli  # noqa: E402
-from doodle.metrics import per_class_accuracy, softmax  # noqa: E402
-from doodle.models.factory import input_kind_of  # noqa: E402
-from doodle.render.raster import ENCODINGS  # noqa: E402
-from doodle.runs import figures as figs  # noqa: E402
-from doodle.runs import report as rep  # noqa: E402
+from doodle import cli
+from doodle.metrics import per_class_accuracy, softmax
+from doodle.models.factory import input_kind_of
+from doodle.render.raster import ENCODINGS
+from doodle.runs import figures as figs
+from doodle.runs import report as rep
 
 log = logging.getLogger("report")
 FIGS = "report"  # subfolder of the report's folder that holds the PNGs
@@ -192,5 +189,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-report`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Blend runs by key_id, report out-of-fold MAP@3 of each member and of the blend, write a Kaggle CSV.
 
     python tools/ensemble.py outputs/runA outputs/runB/fold0 [--weights 1,2]
@@ -21,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from doodle import cli  # noqa: E402
-from doodle.metrics import summarize  # noqa: E402
-from doodle.predict import ensemble as ens  # noqa: E402
-from doodle.predict.submission import read_test_key_ids, to_submission, validate_submission, write_submission  # noqa: E402
-from doodle.runs.folder import fold_dirs, join_val_logits, load_logits  # noqa: E402
+from doodle import cli
+from doodle.metrics import summarize
+from doodle.predict import ensemble as ens
+from doodle.predict.submission import read_test_key_ids, to_submission, validate_submission, write_submission
+from doodle.runs.folder import fold_dirs, join_val_logits, load_logits
 
 log = logging.getLogger("ensemble")
 METHODS = [*ens.BLENDERS, "stack"]
@@ -197,5 +194,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-ensemble`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

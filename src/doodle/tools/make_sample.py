@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Rebuild the bundled sample input/sample/ from the shared Quick, Draw! copy (run once; output committed).
 
     python tools/make_sample.py --src ../shared/data/quickdraw --out input/sample
@@ -17,11 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from doodle.store.format import fold_of  # noqa: E402
+from doodle.store.format import fold_of
 
 
 def order(keys: list[int]) -> np.ndarray:
@@ -70,5 +67,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-make-sample`."""
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

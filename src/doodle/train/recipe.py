@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Train one fold: `python src/train.py --cfg configs/r18_boost.yaml --fold 0 [--set train.epochs=3]`.
 
 Several GPUs or machines: `torchrun --nproc_per_node 4 src/train.py --cfg ... --fold 0`.
@@ -17,20 +16,18 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from doodle import cli  # noqa: E402
-from doodle.config import Config, load_config, save_config  # noqa: E402
-from doodle.metrics import per_class_accuracy  # noqa: E402
-from doodle.models.factory import build_model, input_kind_of  # noqa: E402
-from doodle.render.raster import raster_spec  # noqa: E402
-from doodle.runs.folder import RunDir, load_checkpoint, save_checkpoint, save_logits  # noqa: E402
-from doodle.store.format import Store  # noqa: E402
+from doodle import cli
+from doodle.config import Config, load_config, save_config
+from doodle.metrics import per_class_accuracy
+from doodle.models.factory import build_model, input_kind_of
+from doodle.render.raster import raster_spec
+from doodle.runs.folder import RunDir, load_checkpoint, save_checkpoint, save_logits
+from doodle.store.format import Store
 from doodle.train.budget import Budget
-from doodle.train.data import (  # noqa: E402
+from doodle.train.data import (
     BatchDataset,
     QuotaSampler,
     boosted_quotas,
@@ -47,7 +44,7 @@ from doodle.train.distributed import (
     max_over_ranks,
     sync_buffers,
 )
-from doodle.train.engine import (  # noqa: E402
+from doodle.train.engine import (
     TrainState,
     evaluate,
     resolve_precision,
@@ -56,9 +53,9 @@ from doodle.train.engine import (  # noqa: E402
     val_metrics,
 )
 from doodle.train.optim import build_optimizer, build_scheduler
-from doodle.train.plan import RunPlan, describe, next_per_class, plan_run, probe, val_seconds  # noqa: E402
+from doodle.train.plan import RunPlan, describe, next_per_class, plan_run, probe, val_seconds
 from doodle.train.records import (
-    EpochLog,  # noqa: E402
+    EpochLog,
     git_commit,
     truncate_csv,
 )
@@ -303,5 +300,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-train`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Predict a test file with a finished run: test logits + a single-model Kaggle submission.
 
     python src/predict.py --run outputs/r18_boost/fold0 --test input/test_simplified.csv [--tta flip]
@@ -18,22 +17,20 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from doodle import cli  # noqa: E402
-from doodle.drawing.batch import Batch, concat_batches  # noqa: E402
-from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, parse_key_id  # noqa: E402
-from doodle.metrics import accuracy, map_at_k  # noqa: E402
-from doodle.predict.loaded_run import input_files, load_run  # noqa: E402
-from doodle.predict.submission import to_submission, write_submission  # noqa: E402
-from doodle.runs.folder import save_logits  # noqa: E402
-from doodle.store.readers import read_file  # noqa: E402
-from doodle.train.data import BatchDataset, MemoryDrawings, fixed_batches, make_loader  # noqa: E402
+from doodle import cli
+from doodle.drawing.batch import Batch, concat_batches
+from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, parse_key_id
+from doodle.metrics import accuracy, map_at_k
+from doodle.predict.loaded_run import input_files, load_run
+from doodle.predict.submission import to_submission, write_submission
+from doodle.runs.folder import save_logits
+from doodle.store.readers import read_file
+from doodle.train.data import BatchDataset, MemoryDrawings, fixed_batches, make_loader
 from doodle.train.distributed import resolve_device
-from doodle.train.engine import evaluate  # noqa: E402
+from doodle.train.engine import evaluate
 
 log = logging.getLogger("predict")
 
@@ -150,5 +147,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> int:
+    """`doodle-predict`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())
