@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import command_module
 
 from doodle import resources
 from doodle.store.prepare import PrepareOptions, prepare
@@ -22,7 +22,7 @@ _BUILT: dict[Path, tuple[Path, Path]] = {}
 
 
 def train_main():
-    return load_script(ROOT / "src" / "train.py").main
+    return command_module(ROOT / "src" / "train.py").main
 
 
 def build_tiny_run(base: Path) -> tuple[Path, Path]:

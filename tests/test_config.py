@@ -8,7 +8,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import command_module
 
 from doodle import config
 from doodle.config import Config, ConfigError, from_dict, load_config, load_resolved, save_config
@@ -163,7 +163,7 @@ def test_every_allowed_value_is_accepted_where_it_is_used():
                 resolve_precision(amp, torch.device("cpu"))
         else:
             resolve_precision(amp, torch.device("cpu"))
-    predict = load_script(ROOT / "src/predict.py")
+    predict = command_module(ROOT / "src/predict.py")
     for tta in _allowed(config.Tta):
         assert predict.parse_args(["--run", "r", "--test", "t.csv", "--tta", tta]).tta == tta
 
@@ -185,7 +185,7 @@ def test_raster_limits_in_the_config_are_the_renderers(cls, key, spec_key):
 
 @pytest.mark.parametrize("script", ["src/train.py", "tools/show.py"])
 def test_set_takes_several_assignments_at_once(script):
-    parse_args = load_script(ROOT / script).parse_args
+    parse_args = command_module(ROOT / script).parse_args
     args = parse_args(["--cfg", "c.yaml", "--set", "a.b=1", "c.d=2", "--set", "e.f=3", "--seed", "4"])
     assert args.set == ["a.b=1", "c.d=2", "e.f=3"] and args.seed == 4
     assert parse_args(["--cfg", "c.yaml"]).set == []

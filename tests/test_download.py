@@ -14,7 +14,7 @@ from unittest.mock import create_autospec
 from urllib.parse import unquote
 
 import pytest
-from helpers import load_script
+from helpers import command_module
 
 from doodle import cli, resources
 from doodle.sources import google as download
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = b"".join(b'{"word":"cat","key_id":"%d","drawing":[[[0,1],[2,3]]]}\n' % i for i in range(200))
 
 
-tool = load_script(ROOT / "tools" / "download.py")
+tool = command_module(ROOT / "tools" / "download.py")
 
 
 class RangeHandler(BaseHTTPRequestHandler):
@@ -363,7 +363,7 @@ def test_submit_sends_the_file_with_competition_and_message(monkeypatch, tmp_pat
     monkeypatch.setenv("KAGGLE_KEY", "k")
     api = kaggle_api_mock.return_value
     api.competition_submit.return_value = "Successfully submitted to Quick, Draw! Doodle Recognition Challenge"
-    assert cli.run(load_script(ROOT / "tools" / "submit.py").main, submission) == 0
+    assert cli.run(command_module(ROOT / "tools" / "submit.py").main, submission) == 0
     api.authenticate.assert_called_once_with()
     api.competition_submit.assert_called_once_with(file_name=submission[0], message="r18 fold 0",
                                                    competition="quickdraw-doodle-recognition")
@@ -386,7 +386,7 @@ def test_submit_errors_are_one_line(monkeypatch, tmp_path, submission, kaggle_ap
     if case == "rejected":
         api.authenticate.side_effect = SystemExit(1)  # what kaggle's authenticate() does
     api.competition_submit.side_effect = requests.ConnectionError("Max retries exceeded")
-    assert cli.run(load_script(ROOT / "tools" / "submit.py").main, submission) == 2
+    assert cli.run(command_module(ROOT / "tools" / "submit.py").main, submission) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith(message) and "Traceback" not in err
     assert kaggle_api_mock.called == (case != "no credentials")

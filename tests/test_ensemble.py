@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script
+from helpers import command_module
 
 from doodle import cli
 from doodle.metrics import accuracy, map_at_k
@@ -15,7 +15,7 @@ CLASSES = ["The Eiffel Tower", "cat", "dog", "fish"]
 
 
 def load_tool(name: str):
-    return load_script(TOOLS / f"{name}.py")
+    return command_module(TOOLS / f"{name}.py")
 
 
 def noisy_logits(target, n_classes, rng, signal=1.5, noise=1.0):

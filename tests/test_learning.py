@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script
+from helpers import command_module
 
 from doodle.config import load_config
 from doodle.store.format import Store
@@ -30,7 +30,7 @@ def train(cfg: str, store: Path, out: Path, *sets: str) -> Path:
     """src/train.py in-process on the CPU; returns the fold folder."""
     args = ["--cfg", str(ROOT / "configs" / cfg), "--fold", "0", "--out", str(out), "--no-progress",
             "--device", "cpu", "--set", f"data.store={store}", *sets]
-    assert load_script(ROOT / "src/train.py").main(args) == 0
+    assert command_module(ROOT / "src/train.py").main(args) == 0
     return out / Path(cfg).stem / "fold0"
 
 

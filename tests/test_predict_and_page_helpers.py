@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from conftest_app import outputs_copy, tiny_run  # noqa: F401  (fixtures)
-from helpers import load_script
+from helpers import command_module
 
 from doodle import metrics, resources
 from doodle.app import guesses as page
@@ -55,7 +55,7 @@ def test_predict_folder_skips_labels_submissions_and_stores(tmp_path, caplog):
 # ---- predict: rejected rows with a usable key_id still get a (blank) row ------------------------------
 
 def predict_rows(tmp_path: Path, test: Path) -> tuple[list[int], list[list[str]]]:
-    predict = load_script(ROOT / "src/predict.py")
+    predict = command_module(ROOT / "src/predict.py")
     batch = predict.read_inputs([test], tmp_path / "rejects.csv")
     with open(tmp_path / "rejects.csv", newline="") as f:
         rejects = list(csv.reader(f))[1:]

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, kaggle_row
-from helpers import load_script
+from helpers import command_module
 
 from doodle import cli
 from doodle.drawing.batch import concat_batches
@@ -23,7 +23,7 @@ ROW_SUMS = ("kept", "rejected", "duplicates", "filtered")
 
 
 def tool_prepare():
-    return load_script(ROOT / "tools" / "prepare.py")
+    return command_module(ROOT / "tools" / "prepare.py")
 
 
 def csv_rows(path) -> list[dict]:

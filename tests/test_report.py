@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script as load_tool
+from helpers import command_module as load_tool
 from helpers import prepare_sample, shrink
 
 from doodle import cli

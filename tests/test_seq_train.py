@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import load_script as load_tool
+from helpers import command_module as load_tool
 from helpers import shrink
 
 from doodle.runs.folder import load_logits

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script as load_tool
+from helpers import command_module as load_tool
 from helpers import shrink
 
 from doodle.runs.folder import load_checkpoint, load_logits
