@@ -19,8 +19,10 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from doodle.errors import DoodleError
 
-class ConfigError(ValueError):
+
+class ConfigError(DoodleError, ValueError):
     """A config problem, with the key or file that caused it."""
 
 

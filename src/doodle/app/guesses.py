@@ -22,6 +22,7 @@ from doodle import metrics
 from doodle.drawing.batch import batch_from_drawings
 from doodle.drawing.canvas import is_canvas_path, parse_canvas
 from doodle.drawing.strokes import Drawing, DrawingError, Limits, simplify_raw
+from doodle.errors import UserError
 from doodle.predict.loaded_run import LoadedRun, batch_points, predict_points
 from doodle.render.augment import Points
 from doodle.render.raster import ENCODINGS, RasterSpec, render_drawing
@@ -217,7 +218,7 @@ def mistakes(lr: LoadedRun) -> list[Mistake]:
     """The run's validation drawings whose top guess is wrong, worst classes first (per-class accuracy)."""
     v = load_logits(lr.run.val_logits)
     if v["classes"] != lr.classes or v["target"] is None:
-        raise ValueError(f"{lr.run.val_logits}: classes or targets do not match the run's checkpoint")
+        raise UserError(f"{lr.run.val_logits}: classes or targets do not match the run's checkpoint")
     probs = metrics.softmax(v["logits"], np.float64)
     target = np.asarray(v["target"])
     pred = probs.argmax(axis=1)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from doodle.drawing.strokes import Drawing
+from doodle.errors import DoodleError
 
 # Kaggle's words are lower-case ASCII with spaces and hyphens ("The Eiffel Tower", "t-shirt"); a word must
 # also match this before it becomes a file name, so a class list with odd entries cannot open a hole.
@@ -30,7 +31,7 @@ KEY_ID_DIGITS = 19
 _KEY_RE = re.compile(rb'"key_id"\s*:\s*"?(\d+)')
 
 
-class CollectError(ValueError):
+class CollectError(DoodleError, ValueError):
     """A save that was refused (unknown word, bad country code, a path outside the collected folder)."""
 
 

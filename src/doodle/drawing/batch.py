@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from doodle.drawing.strokes import Drawing
+from doodle.errors import DoodleError
 
 
-class FileFormatError(ValueError):
+class FileFormatError(DoodleError, ValueError):
     """A whole file is unusable (unreadable, wrong header, not a drawing file)."""
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from doodle.errors import DoodleError
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -32,7 +34,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class DrawingError(ValueError):
+class DrawingError(DoodleError, ValueError):
     """A drawing that cannot be used; `reason` is a short code written to rejects files."""
 
     def __init__(self, reason: str, detail: str = ""):

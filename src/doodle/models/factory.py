@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from doodle.config import Config
+from doodle.errors import UserError
 from doodle.models import sequence  # noqa: F401  (its @register_model functions fill the registry)
 from doodle.models.registry import REGISTRY
 
@@ -31,14 +32,14 @@ def _timm_model(cfg: Config, n_classes: int, in_chans: int) -> nn.Module:
     name = cfg.model.name
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models() + sorted(REGISTRY), n=3, cutoff=0.6)
-        raise ValueError(f"model.name: unknown model {name!r}" + (f" (did you mean {', '.join(close)}?)" if close
+        raise UserError(f"model.name: unknown model {name!r}" + (f" (did you mean {', '.join(close)}?)" if close
                                                                  else "; any timm model name or " + ", ".join(REGISTRY)))
     try:
         return timm.create_model(name, pretrained=cfg.model.pretrained, num_classes=n_classes, in_chans=in_chans,
                                  drop_rate=cfg.model.drop_rate, **cfg.model.kwargs)
     except (OSError, RuntimeError, ValueError) as e:
         if cfg.model.pretrained:
-            raise ValueError(f"model.pretrained: could not get timm weights for {name!r} ({str(e).splitlines()[0][:100]}); "
+            raise UserError(f"model.pretrained: could not get timm weights for {name!r} ({str(e).splitlines()[0][:100]}); "
                              "offline? set model.pretrained=false, or model.weights=PATH to a local file") from None
         raise
 
@@ -59,13 +60,13 @@ def load_weights(model: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means: not usable weights
-        raise ValueError(f"model.weights: {path} is not a loadable weights file ({str(e).splitlines()[0][:100]})") from None
+        raise UserError(f"model.weights: {path} is not a loadable weights file ({str(e).splitlines()[0][:100]})") from None
     state = state.get("model", state.get("state_dict", state)) if isinstance(state, dict) else state
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(state) - set(usable))
     if not usable:
-        raise ValueError(f"model.weights: no tensor in {path} fits {type(model).__name__}")
+        raise UserError(f"model.weights: no tensor in {path} fits {type(model).__name__}")
     model.load_state_dict(usable, strict=False)
     log.info("loaded %d tensors from %s (skipped %d: %s)", len(usable), path, len(skipped), skipped[:4])
 

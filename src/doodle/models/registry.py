@@ -11,6 +11,7 @@ from collections.abc import Callable
 from torch import nn
 
 from doodle.config import Config
+from doodle.errors import UserError
 
 Builder = Callable[[Config, int, int], nn.Module]
 REGISTRY: dict[str, Builder] = {}
@@ -21,7 +22,7 @@ def register_model(fn: Builder | None = None, *, input_kind: str = "image"):
 
     def wrap(f: Builder) -> Builder:
         if f.__name__ in REGISTRY:
-            raise ValueError(f"model {f.__name__!r} registered twice")
+            raise UserError(f"model {f.__name__!r} registered twice")
         f.input_kind = input_kind
         REGISTRY[f.__name__] = f
         return f

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from doodle.config import Config
+from doodle.errors import UserError
 from doodle.models.registry import register_model
 from doodle.render.sequence import N_FEATURES
 
@@ -159,7 +160,7 @@ class SeqTransformer(nn.Module):
                  ff_mult: int = 2, dropout: float = 0.1, kernels: tuple[int, ...] = (5, 3)):
         super().__init__()
         if dim % heads or dim % 2:
-            raise ValueError(f"model.kwargs: dim {dim} must be even and divisible by heads {heads}")
+            raise UserError(f"model.kwargs: dim {dim} must be even and divisible by heads {heads}")
         self.dim = dim
         self.stem = ConvStem(n_features, dim, tuple(kernels))
         layer = nn.TransformerEncoderLayer(dim, heads, ff_mult * dim, dropout, activation="gelu",
@@ -179,7 +180,7 @@ def _build(cls: type[nn.Module], cfg: Config, n_classes: int) -> nn.Module:
     allowed = sorted(set(inspect.signature(cls).parameters) - {"n_features", "n_classes"})
     bad = sorted(set(cfg.model.kwargs) - set(allowed))
     if bad:
-        raise ValueError(f"model.kwargs: unknown key(s) {bad} for {cfg.model.name} (valid: {allowed})")
+        raise UserError(f"model.kwargs: unknown key(s) {bad} for {cfg.model.name} (valid: {allowed})")
     return cls(N_FEATURES + (1 if cfg.seq.time else 0), n_classes, **cfg.model.kwargs)
 
 

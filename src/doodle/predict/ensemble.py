@@ -16,12 +16,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, cross_val_predict
 
+from doodle.errors import DoodleError, UserError
 from doodle.metrics import softmax  # float32; tools/ensemble.py uses it as ensemble.softmax
 
 log = logging.getLogger(__name__)
 
 
-class EnsembleError(ValueError):
+class EnsembleError(DoodleError, ValueError):
     """Members that cannot be combined (different drawings, class orders or targets; bad weights)."""
 
 
@@ -175,7 +176,7 @@ def balance(probs: np.ndarray, n_iter: int = 20_000, tol: float = 0.05, step: fl
     """
     p = np.asarray(probs, np.float32)
     if p.ndim != 2 or not 0 < step < 1:
-        raise ValueError(f"balance needs probs (N, C) and 0 < step < 1, got {p.shape} and {step}")
+        raise UserError(f"balance needs probs (N, C) and 0 < step < 1, got {p.shape} and {step}")
     n, c = p.shape
     limit = n / c * (1 + tol)
     w = np.ones(c, np.float32)

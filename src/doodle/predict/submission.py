@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from doodle.errors import DoodleError, UserError
 from doodle.metrics import top_k
 from doodle.runs.folder import atomic_write_bytes
 
@@ -22,7 +23,7 @@ N_WORDS = 3
 _MAX_KEY_DIGITS = 18  # keeps every accepted key_id inside int64
 
 
-class SubmissionError(ValueError):
+class SubmissionError(DoodleError, ValueError):
     """A submission file Kaggle would reject or mis-score; the message names the file and the line."""
 
 
@@ -36,10 +37,10 @@ def to_submission(scores: np.ndarray, key_id: np.ndarray, classes: Sequence[str]
     scores = np.asarray(scores)
     key_id = np.asarray(key_id)
     if scores.ndim != 2 or scores.shape != (len(key_id), len(classes)):
-        raise ValueError(f"scores of shape {scores.shape} do not match {len(key_id)} key_ids "
+        raise UserError(f"scores of shape {scores.shape} do not match {len(key_id)} key_ids "
                          f"x {len(classes)} classes")
     if len(classes) < N_WORDS:
-        raise ValueError(f"a submission needs at least {N_WORDS} classes, got {len(classes)}")
+        raise UserError(f"a submission needs at least {N_WORDS} classes, got {len(classes)}")
     top = top_k(scores.astype(np.float32, copy=False), N_WORDS)
     names = np.array([to_token(c) for c in classes], dtype=object)
     words = names[top[:, 0]] + " " + names[top[:, 1]] + " " + names[top[:, 2]]
@@ -50,7 +51,7 @@ def write_submission(df: pd.DataFrame, path: str | Path) -> Path:
     """Write `df` as a Kaggle CSV (UTF-8, LF line ends) atomically, via rundir.atomic_write_bytes."""
     path = Path(path)
     if list(df.columns) != ["key_id", "word"]:
-        raise ValueError(f"submission frame needs columns ['key_id', 'word'], got {list(df.columns)}")
+        raise UserError(f"submission frame needs columns ['key_id', 'word'], got {list(df.columns)}")
     atomic_write_bytes(path, df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return path
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from doodle.config import AlbuCfg, AugmentCfg
+from doodle.errors import UserError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -116,16 +117,16 @@ def build_albumentations(items: list[AlbuCfg]):
         if cls is None or not isinstance(cls, type):
             names = [n for n in dir(A) if n[:1].isupper()]
             close = difflib.get_close_matches(item.name, names, n=3)
-            raise ValueError(f"{where}.name: unknown transform {item.name!r}"
+            raise UserError(f"{where}.name: unknown transform {item.name!r}"
                              + (f" (did you mean {', '.join(close)}?)" if close else ""))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 transforms.append(cls(**item.params))
             except (TypeError, ValueError) as e:
-                raise ValueError(f"{where} ({item.name}): bad params {item.params}: {e}") from None
+                raise UserError(f"{where} ({item.name}): bad params {item.params}: {e}") from None
         if caught:
-            raise ValueError(f"{where} ({item.name}): {caught[0].message} (albumentations {A.__version__} "
+            raise UserError(f"{where} ({item.name}): {caught[0].message} (albumentations {A.__version__} "
                              "names only)")
     return A.Compose(transforms)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from doodle.drawing.json_reader import parse_drawing_text
+from doodle.errors import UserError
 from doodle.render.kernels import unflatten
 
 FLATTEN_ERRORS = {1: "a stroke must be 2 or 3 arrays (xs, ys[, ts])",
@@ -37,9 +38,9 @@ def flat_values(strokes: Sequence | str | bytes) -> tuple[np.ndarray, np.ndarray
         try:
             strokes = json.loads(strokes)
         except ValueError as e:
-            raise ValueError(f"a drawing's text is not valid JSON: {e}") from None
+            raise UserError(f"a drawing's text is not valid JSON: {e}") from None
         if not isinstance(strokes, list):
-            raise ValueError(f"a drawing's text must be a JSON list of strokes, not {type(strokes).__name__}")
+            raise UserError(f"a drawing's text must be a JSON list of strokes, not {type(strokes).__name__}")
     try:
         narr, alens, xy, ts = [], [], [], []
         for s in strokes:
@@ -56,7 +57,7 @@ def flat_values(strokes: Sequence | str | bytes) -> tuple[np.ndarray, np.ndarray
                     xy.extend(a)
         values, times = _float64(xy), (_float64(ts) if ts else _NO_TIMES)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"a drawing must be a list of strokes [xs, ys(, ts)] of numbers: {e}") from None
+        raise UserError(f"a drawing must be a list of strokes [xs, ys(, ts)] of numbers: {e}") from None
     return values, times, np.array(alens, np.int64), np.array(narr, np.int64), True
 
 
@@ -76,7 +77,7 @@ def _float64(numbers: list) -> np.ndarray:
     try:
         struct.pack_into(f"{n}d", out, 0, *numbers)
     except struct.error:
-        raise ValueError(_not_a_float(numbers)) from None
+        raise UserError(_not_a_float(numbers)) from None
     return out
 
 
@@ -101,5 +102,5 @@ def flatten_strokes(strokes: Sequence, fit: bool = False) -> tuple[np.ndarray, n
     """
     err, xy, t, lens = unflatten(*flat_values(strokes), fit)
     if err:
-        raise ValueError(FLATTEN_ERRORS[err])
+        raise UserError(FLATTEN_ERRORS[err])
     return xy, (t if len(t) and t[0] >= 0 else None), lens

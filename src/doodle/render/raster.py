@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from doodle.config import Config
+from doodle.errors import UserError
 from doodle.render.flat_input import FLATTEN_ERRORS, flat_values
 from doodle.render.kernels import rasterize_one, render_points
 
@@ -64,13 +65,13 @@ class RasterSpec:
 
     def __post_init__(self):
         if self.encoding not in ENCODINGS:
-            raise ValueError(f"raster encoding {self.encoding!r} unknown; choose one of {sorted(ENCODINGS)}")
+            raise UserError(f"raster encoding {self.encoding!r} unknown; choose one of {sorted(ENCODINGS)}")
         if not 8 <= self.size <= 1024:
-            raise ValueError(f"raster size {self.size} outside 8..1024")
+            raise UserError(f"raster size {self.size} outside 8..1024")
         if not 1 <= self.line_width <= 32 or not 0 <= self.margin < self.size // 2:
-            raise ValueError(f"raster line_width {self.line_width} / margin {self.margin} out of range")
+            raise UserError(f"raster line_width {self.line_width} / margin {self.margin} out of range")
         if not 0 <= self.floor <= 254:
-            raise ValueError(f"raster floor {self.floor} outside 0..254")
+            raise UserError(f"raster floor {self.floor} outside 0..254")
 
     @property
     def channels(self) -> int:
@@ -92,10 +93,10 @@ def render_batch(xy: np.ndarray, t: np.ndarray | None, stroke_len: np.ndarray, n
     nst = np.ascontiguousarray(n_strokes, dtype=np.int32)
     if (xy.ndim != 2 or xy.shape[1:] != (2,) or t.shape != (len(xy),) or slen.ndim != 1 or nst.ndim != 1
             or slen.sum() != len(xy) or nst.sum() != len(slen) or (slen < 0).any() or (nst < 0).any()):
-        raise ValueError(f"inconsistent drawing arrays: xy {xy.shape}, t {t.shape}, "
+        raise UserError(f"inconsistent drawing arrays: xy {xy.shape}, t {t.shape}, "
                          f"{slen.sum()} points in strokes, {nst.sum()} strokes in drawings")
     if not np.isfinite(xy).all():  # a NaN would make the step count of a segment meaningless
-        raise ValueError("drawing points must be finite (found NaN or infinity)")
+        raise UserError("drawing points must be finite (found NaN or infinity)")
     out = _canvas(len(nst), spec)
     render_points(xy, t, slen, nst, spec.feature_ids(), out.shape[1], *_scaled(spec), out)
     return _downsample(out, spec)
@@ -137,7 +138,7 @@ def rasterize(strokes: Sequence | str, size: int = 64, channels: str = "order3",
     out = _canvas(1, spec)
     err = rasterize_one(*flat_values(strokes), fit, spec.feature_ids(), out.shape[1], *_scaled(spec), out)
     if err:
-        raise ValueError(FLATTEN_ERRORS[err])
+        raise UserError(FLATTEN_ERRORS[err])
     return _downsample(out, spec)[0]
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from doodle.errors import UserError
+
 BASE_FEATURES = ("x", "y", "dx", "dy", "stroke_start")
 N_FEATURES = len(BASE_FEATURES)  # + 1 (dt) when time is on
 DT_SCALE_MS = 100.0  # dt feature = log1p(dt / 100 ms): ~0.6 inside a stroke, ~1.8 at a typical pen lift
@@ -57,7 +59,7 @@ def keep_mask(per: np.ndarray, first: np.ndarray, max_points: int, point_dropout
     keep = np.ones(len(first), bool)
     if point_dropout > 0:
         if rng is None:
-            raise ValueError("point_dropout needs a random generator")
+            raise UserError("point_dropout needs a random generator")
         keep &= first | (rng.random(len(first)) >= point_dropout)
     owner = np.repeat(np.arange(len(per)), per)
     offsets = np.concatenate([[0], np.cumsum(per)]).astype(np.int64)
@@ -78,7 +80,7 @@ def encode_sequences(pts, max_points: int, use_time: bool = True, point_dropout:
     that does not start a stroke with that probability (training augmentation; needs `rng`).
     """
     if max_points < 1:
-        raise ValueError(f"seq.max_points must be >= 1, got {max_points}")
+        raise UserError(f"seq.max_points must be >= 1, got {max_points}")
     per = np.asarray(pts.points_per_drawing(), np.int64)
     n_feat = N_FEATURES + (1 if use_time else 0)
     first = stroke_starts(pts.stroke_len, int(per.sum()))

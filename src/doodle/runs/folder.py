@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from doodle.errors import DoodleError, UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(DoodleError, ValueError):
     """A checkpoint that cannot be used (corrupt, foreign, unsafe, or for other classes)."""
 
 
@@ -172,7 +174,7 @@ def load_logits(path: Path) -> dict:
                    "classes": [str(c) for c in z["classes"]],
                    "target": z["target"] if "target" in z.files else None}
     except (ValueError, KeyError, zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"logits file {path} is unreadable ({e})") from None
+        raise UserError(f"logits file {path} is unreadable ({e})") from None
     return out
 
 
@@ -184,7 +186,7 @@ def run_summary(history: list[dict], wall_seconds: float, **facts) -> dict:
     MAP@3 (the first of ties, as training keeps it), images seen and training throughput; `facts` (run,
     fold, device, ...) are appended as given. Training writes it; reports rebuild it for killed runs."""
     if not history:
-        raise ValueError("no epoch rows to summarise")
+        raise UserError("no epoch rows to summarise")
     best = max(history, key=lambda r: r["val/map3"])
     images = int(sum(r["train/images"] for r in history))
     return {"best_epoch": int(best["epoch"]), **{k: float(best[k]) for k in ("val/map3", "val/acc1", "val/loss")},
@@ -216,10 +218,10 @@ def join_val_logits(parts: list[dict], where: str | Path) -> dict:
     class order, and no key_id may repeat (folds are disjoint)."""
     for p in parts:
         if p["target"] is None:
-            raise ValueError(f"{p['name']} has no target (not validation logits?)")
+            raise UserError(f"{p['name']} has no target (not validation logits?)")
         if p["classes"] != parts[0]["classes"]:
-            raise ValueError(f"{p['name']} has another class order than {parts[0]['name']}")
+            raise UserError(f"{p['name']} has another class order than {parts[0]['name']}")
     out = {k: np.concatenate([p[k] for p in parts]) for k, v in parts[0].items() if isinstance(v, np.ndarray)}
     if len(np.unique(out["key_id"])) != len(out["key_id"]):
-        raise ValueError(f"{where}: folds share key_ids, so their val logits are not out-of-fold")
+        raise UserError(f"{where}: folds share key_ids, so their val logits are not out-of-fold")
     return {**out, "classes": parts[0]["classes"]}

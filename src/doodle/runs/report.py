@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from doodle.config import Config, load_resolved
+from doodle.errors import DoodleError
 from doodle.metrics import accuracy, map_at_k
 from doodle.runs.folder import RunDir, fold_dirs, join_val_logits, load_logits, run_summary
 from doodle.store.format import Store
@@ -25,7 +26,7 @@ from doodle.store.format import Store
 log = logging.getLogger("report")
 
 
-class RunError(ValueError):
+class RunError(DoodleError, ValueError):
     """A folder that is not a run, or a run that lacks what was asked of it."""
 
 

@@ -23,6 +23,8 @@ from urllib.parse import quote, urlsplit
 
 from tqdm import tqdm
 
+from doodle.errors import DoodleError, UserError
+
 log = logging.getLogger(__name__)
 
 GOOGLE_BASE_URL = "https://storage.googleapis.com/quickdraw_dataset/full"
@@ -30,7 +32,7 @@ GOOGLE_FORMATS = ("raw", "simplified")
 SAMPLE_HINT = "a bundled sample to try the pipeline is at input/sample/ (make demo)"
 
 
-class DownloadError(OSError):
+class DownloadError(DoodleError, OSError):
     """A download failed in a way the user can act on (network, HTTP status, size, credentials)."""
 
 
@@ -44,7 +46,7 @@ class UnreachableError(DownloadError):
 def google_urls(classes: Sequence[str], fmt: str, base_url: str = GOOGLE_BASE_URL) -> dict[str, str]:
     """Word -> URL of its ndjson file (`<base_url>/<fmt>/<word>.ndjson`, spaces as %20)."""
     if fmt not in GOOGLE_FORMATS:
-        raise ValueError(f"format {fmt!r}: expected one of {', '.join(GOOGLE_FORMATS)}")
+        raise UserError(f"format {fmt!r}: expected one of {', '.join(GOOGLE_FORMATS)}")
     return {w: f"{base_url.rstrip('/')}/{fmt}/{quote(w)}.ndjson" for w in classes}
 
 
@@ -170,7 +172,7 @@ def download_many(jobs: dict[Path, str], workers: int = 1, timeout: float = 60.0
                   progress: bool = True) -> Counter:
     """Download {dest: url} with `workers` threads; counts per outcome. Failures are reported together."""
     if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise UserError(f"--workers must be at least 1, got {workers}")
     # One shared byte bar when files download in parallel: per-file bars would overwrite each other.
     shared = tqdm(total=0, unit="B", unit_scale=True, desc="download", disable=not progress) \
         if workers > 1 else None

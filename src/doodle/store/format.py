@@ -28,6 +28,7 @@ import numpy as np
 
 from doodle.drawing.batch import ranges
 from doodle.drawing.strokes import Drawing
+from doodle.errors import UserError
 
 FORMAT_VERSION = 1
 ARRAYS = {  # name -> (dtype, trailing shape)
@@ -118,7 +119,7 @@ class Store:
                                     "run `python tools/prepare.py --src input/ --out input/store` first")
         meta = json.loads(manifest.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{manifest}: format_version {meta.get('format_version')}, "
+            raise UserError(f"{manifest}: format_version {meta.get('format_version')}, "
                              f"this code reads {FORMAT_VERSION}; prepare the store again")
         self.info = StoreInfo(meta["n_drawings"], meta["n_strokes"], meta["n_points"], meta["classes"],
                               meta["n_folds"], meta["has_time"])

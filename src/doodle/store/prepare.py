@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from doodle.drawing.batch import Batch, FileFormatError, Reject, concat_batches
+from doodle.errors import UserError
 from doodle.store.format import ARRAYS, ArrayAppender, array_path
 from doodle.store.kaggle_csv import parse_csv_header
 from doodle.store.merge import SHARD_ARRAYS, merge_shards
@@ -251,12 +252,12 @@ def _check_replaceable(out: Path, files: list[Path]) -> None:
     real = out.resolve()
     inside = [p for p in files if real in p.resolve().parents]
     if inside:
-        raise ValueError(f"{out}: holds input file {inside[0]}; choose another output folder")
+        raise UserError(f"{out}: holds input file {inside[0]}; choose another output folder")
     foreign = sorted(p.name for p in out.iterdir() if p.name not in STORE_FILES) if out.is_dir() else []
     if foreign:
-        raise ValueError(f"{out}: exists and holds {foreign[:3]}, not a store; refusing to replace it")
+        raise UserError(f"{out}: exists and holds {foreign[:3]}, not a store; refusing to replace it")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
+        raise UserError(f"{out}: exists and is not a folder")
 
 
 __all__ = ["PrepareOptions", "prepare", "find_inputs", "FileFormatError"]

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from doodle.config import Config
 from doodle.drawing.batch import Batch, ranges
+from doodle.errors import UserError
 from doodle.render.augment import Points, StrokeAugment, apply_albumentations, build_albumentations, flip_x
 from doodle.render.raster import RasterSpec, raster_spec, render_batch
 from doodle.render.sequence import encode_sequences
@@ -45,20 +46,20 @@ def select_classes(store: Store, spec) -> list[str]:
     words = load_class_list(spec, store.classes)
     missing = [w for w in words if w not in store.classes]
     if missing:
-        raise ValueError(f"data.classes: {missing[:5]} not in the store {store.root} "
+        raise UserError(f"data.classes: {missing[:5]} not in the store {store.root} "
                          f"({len(store.classes)} classes)")
     if len(set(words)) != len(words):
-        raise ValueError("data.classes lists a word twice")
+        raise UserError("data.classes lists a word twice")
     return words
 
 
 def make_split(store: Store, cfg: Config, fold: int) -> Split:
     """Fold `fold` held out (folds fixed by key_id hash); validation optionally capped per class."""
     if not 0 <= fold < store.info.n_folds:
-        raise ValueError(f"--fold {fold} out of range: the store has folds 0..{store.info.n_folds - 1}")
+        raise UserError(f"--fold {fold} out of range: the store has folds 0..{store.info.n_folds - 1}")
     classes = select_classes(store, cfg.data.classes)
     if not classes:
-        raise ValueError(f"no classes selected from store {store.root}")
+        raise UserError(f"no classes selected from store {store.root}")
     store_to_model = np.full(len(store.classes), -1, np.int64)
     store_to_model[[store.classes.index(c) for c in classes]] = np.arange(len(classes))
     label = np.asarray(store.label)
@@ -71,7 +72,7 @@ def make_split(store: Store, cfg: Config, fold: int) -> Split:
     if cfg.data.val_per_class:
         val_idx = cap_per_class(val_idx, label[val_idx], np.asarray(store.key_id)[val_idx], cfg.data.val_per_class)
     if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ValueError(f"fold {fold} leaves {len(train_idx)} training and {len(val_idx)} validation drawings")
+        raise UserError(f"fold {fold} leaves {len(train_idx)} training and {len(val_idx)} validation drawings")
     return Split(classes, train_idx, val_idx, store_to_model)
 
 

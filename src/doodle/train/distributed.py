@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from doodle.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -51,10 +53,10 @@ def resolve_device(arg: str, local_rank: int = 0, world: int = 1) -> torch.devic
     if dev.type != "cuda":
         return dev
     if not torch.cuda.is_available():
-        raise ValueError(f"--device {arg}: CUDA is not available on this machine")
+        raise UserError(f"--device {arg}: CUDA is not available on this machine")
     if world > 1:
         if dev.index is not None:
-            raise ValueError(f"--device {arg}: under torchrun each process takes the GPU of its LOCAL_RANK; "
+            raise UserError(f"--device {arg}: under torchrun each process takes the GPU of its LOCAL_RANK; "
                              "pass --device cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())

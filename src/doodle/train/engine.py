@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from doodle.errors import UserError
 from doodle.metrics import summarize
 
 
@@ -34,14 +35,14 @@ class Precision:
 def resolve_precision(amp: str, device: torch.device) -> Precision:
     """'auto' = bf16 on CUDA (fp16 where bf16 is unsupported), full precision on CPU."""
     if amp not in ("auto", "off", "bf16", "fp16"):
-        raise ValueError(f"train.amp: {amp!r} is not one of auto, off, bf16, fp16")
+        raise UserError(f"train.amp: {amp!r} is not one of auto, off, bf16, fp16")
     if device.type == "cuda":
         if amp == "auto":
             # native bf16 only (Ampere+); older GPUs (T4, V100) get fp16 with a GradScaler
             amp = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
         return Precision({"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp], "cuda")
     if amp == "fp16":
-        raise ValueError("train.amp: fp16 needs CUDA; use bf16 or off on CPU")
+        raise UserError("train.amp: fp16 needs CUDA; use bf16 or off on CPU")
     return Precision(torch.bfloat16 if amp == "bf16" else None, "cpu")
 
 

@@ -10,6 +10,7 @@ from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch import nn
 
 from doodle.config import Config
+from doodle.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     t = cfg.train
     if t.optimizer.lower() not in ("adamw", "sgd", "adam", "lamb", "lion", "rmsprop", "nadamw", "momentum"):
-        raise ValueError(f"train.optimizer: {t.optimizer!r} not supported (adamw, sgd, adam, lamb, lion, ...)")
+        raise UserError(f"train.optimizer: {t.optimizer!r} not supported (adamw, sgd, adam, lamb, lion, ...)")
     # timm passes momentum only to optimizers that take one (sgd, momentum, rmsprop here)
     return create_optimizer_v2(model, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
                                momentum=t.momentum)
@@ -55,4 +56,4 @@ def build_scheduler(cfg: Config, optimizer, epochs: int | None = None):
                                     decay_rate=t.step_gamma, **warm)
     if t.scheduler == "constant":
         return ConstantScheduler(optimizer, t.lr, t.warmup_epochs)
-    raise ValueError(f"train.scheduler: {t.scheduler!r} not one of cosine, step, constant")
+    raise UserError(f"train.scheduler: {t.scheduler!r} not one of cosine, step, constant")
