@@ -1,6 +1,6 @@
 """Fixtures for the page's tests: a store of the bundled raw drawings and a tiny trained run on it.
 
-Imported by tests/test_page.py, test_app.py and test_app_browser.py (`from conftest_app import ...`). The
+Imported by tests/app/test_page.py, test_app.py and test_app_browser.py (`from conftest_app import ...`). The
 run is built once per test session whichever module asks first (a module-level cache, since the same
 fixture imported into several modules would otherwise be built once per module).
 """

@@ -19,7 +19,7 @@ from helpers import shrink
 from doodle.runs.folder import load_checkpoint, load_logits
 from doodle.train.data import QuotaSampler, boosted_quotas
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
        "OMP_NUM_THREADS": "1"}

@@ -14,7 +14,7 @@ import torch
 
 from doodle.runs.folder import CheckpointError, load_checkpoint, save_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def good_state(classes=("cat", "dog", "eye"), fill: float = 0.0) -> dict:

@@ -21,7 +21,7 @@ from doodle.config import load_config
 from doodle.store.format import Store
 from doodle.train.data import BatchDataset, QuotaSampler, make_loader, make_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_AUGMENT = ["augment.flip=0", "augment.scale=0", "augment.stretch=0", "augment.shift=0", "augment.rotate=0",
               "augment.shear=0"]
 

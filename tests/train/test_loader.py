@@ -14,7 +14,7 @@ from doodle.store.format import Store
 from doodle.store.prepare import PrepareOptions, prepare
 from doodle.train.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "input" / "sample"
 SIZE, BATCH = 32, 16
 

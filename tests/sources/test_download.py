@@ -20,7 +20,7 @@ from doodle import cli, resources
 from doodle.sources import google as download
 from doodle.sources import kaggle_api
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = b"".join(b'{"word":"cat","key_id":"%d","drawing":[[[0,1],[2,3]]]}\n' % i for i in range(200))
 
 

@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed_helpers.py under `torchrun --nproc_per_node 2` (gloo, CPU): each rank
+"""Run by tests/train/test_distributed_helpers.py under `torchrun --nproc_per_node 2` (gloo, CPU): each rank
 writes rank<k>.json into $DDP_WORKER_OUT with what it saw of `sync_buffers` and `check_replicas`."""
 
 from __future__ import annotations

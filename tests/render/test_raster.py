@@ -13,7 +13,7 @@ from doodle.render.augment import Points, flip_x
 from doodle.render.flat_input import flatten_strokes
 from doodle.render.raster import ENCODINGS, RasterSpec, rasterize, render_batch, render_drawing
 
-SAMPLE = Path(__file__).resolve().parents[1] / "input" / "sample" / "train_simplified"
+SAMPLE = Path(__file__).resolve().parents[2] / "input" / "sample" / "train_simplified"
 FLOOR = RasterSpec().floor
 TWO_STROKES = [[[10, 200], [20, 20]], [[30, 30, 40], [60, 200, 220]]]
 

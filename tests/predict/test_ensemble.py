@@ -10,7 +10,7 @@ from doodle.metrics import accuracy, map_at_k
 from doodle.predict import ensemble as ens
 from doodle.runs.folder import RunDir, save_logits
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
 CLASSES = ["The Eiffel Tower", "cat", "dog", "fish"]
 
 

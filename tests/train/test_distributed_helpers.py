@@ -13,7 +13,7 @@ import pytest
 
 from doodle.train.budget import Budget
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_budget_decides_on_the_agreed_time_only():
@@ -33,11 +33,11 @@ def test_budget_decides_on_the_agreed_time_only():
 
 @pytest.mark.slow
 def test_replica_check_and_buffer_sync_across_two_processes(tmp_path):
-    """Two gloo ranks (torchrun, tests/ddp_worker.py): rank 0's BatchNorm statistics reach rank 1, and a
+    """Two gloo ranks (torchrun, tests/train/ddp_worker.py): rank 0's BatchNorm statistics reach rank 1, and a
     weight that differs by 1e-6 on one rank is reported by both."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "DDP_WORKER_OUT": str(tmp_path)}
     cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests" / "ddp_worker.py")]
+           str(ROOT / "tests" / "train" / "ddp_worker.py")]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     got = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in range(2)]

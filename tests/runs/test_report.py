@@ -18,7 +18,7 @@ from doodle import cli
 from doodle.metrics import map_at_k
 from doodle.runs.folder import load_logits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"curves", "class_accuracy", "confusions", "quotas", "inputs", "channels"}
 

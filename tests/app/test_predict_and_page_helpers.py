@@ -22,7 +22,7 @@ from doodle.predict import ensemble
 from doodle.predict.loaded_run import load_run
 from doodle.runs.folder import CheckpointError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY19 = "1234567890123456789"  # label mode's 19-digit key_ids (collect.KEY_ID_DIGITS)
 
 

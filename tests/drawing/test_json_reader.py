@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from doodle.drawing.json_reader import parse_drawing_text
 from doodle.render.raster import rasterize
 
-SAMPLE = Path(__file__).resolve().parents[1] / "input" / "sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "input" / "sample"
 
 
 def flat_of(strokes) -> np.ndarray:

@@ -13,7 +13,7 @@ from helpers import shrink
 
 from doodle.runs.folder import load_logits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "input/sample"
 
 

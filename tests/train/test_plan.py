@@ -10,7 +10,7 @@ import pytest
 from doodle.config import load_config
 from doodle.train.plan import Rates, RunPlan, fit_workers, next_per_class, plan_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def r18(*sets: str):
