@@ -105,8 +105,8 @@ def test_top_k_of_all_equal_float16_rows():
 
 def test_page_top_k_is_the_metrics_top_k_with_names():
     probs = np.array([0.2, 0.3, 0.2, 0.3])
-    assert page.top_k(probs, list("abcd"), 3) == [("b", 0.3), ("d", 0.3), ("a", 0.2)]
-    assert page.top_k(probs, list("abcd"), 9)[-1] == ("c", 0.2)
+    assert page.top_guesses(probs, list("abcd"), 3) == [("b", 0.3), ("d", 0.3), ("a", 0.2)]
+    assert page.top_guesses(probs, list("abcd"), 9)[-1] == ("c", 0.2)
 
 
 # ---- one softmax -------------------------------------------------------------------------------------

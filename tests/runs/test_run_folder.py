@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from doodle.predict.loaded_run import find_folds
-from doodle.runs.folder import fold_dirs, join_val_logits
+from doodle.runs.folder import find_folds, fold_dirs, join_val_logits
 
 
 def make_run(root, folds, marker="config.yaml"):
@@ -27,7 +26,7 @@ def test_a_single_fold_folder_and_not_a_run(tmp_path):
     assert fold_dirs(run / "fold3") == {3: run / "fold3"}
     (tmp_path / "empty").mkdir()
     assert fold_dirs(tmp_path / "empty") == {}
-    with pytest.raises(FileNotFoundError, match="no run here"):
+    with pytest.raises(FileNotFoundError, match="is not a run"):
         find_folds(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="not found"):
         fold_dirs(tmp_path / "nowhere")

@@ -53,7 +53,7 @@ class Analysis:
     ms: dict = field(default_factory=dict)
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
-        return top_k(self.probs, self.classes, k) if self.probs is not None else []
+        return top_guesses(self.probs, self.classes, k) if self.probs is not None else []
 
 
 def canvas_paths(json_data) -> dict:
@@ -122,7 +122,7 @@ def ensemble_probs(runs: Sequence[LoadedRun], simplified: Drawing) -> np.ndarray
     return np.mean(probs, axis=0)
 
 
-def top_k(probs: np.ndarray, classes: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
+def top_guesses(probs: np.ndarray, classes: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
     """The k most probable classes of one drawing as (name, probability), best first (ties: lower index)."""
     return _named(metrics.top_k(np.asarray(probs)[None], k)[0], probs, classes)
 

@@ -22,8 +22,8 @@ import torch
 from doodle import resources
 from doodle.app import guesses as page
 from doodle.app import labels as collect
-from doodle.predict.loaded_run import LoadedRun, find_folds, load_run
-from doodle.runs.folder import RunDir
+from doodle.predict.loaded_run import LoadedRun, load_run
+from doodle.runs.folder import RunDir, find_folds
 from doodle.store.format import Store
 
 ENSEMBLE = "ensemble of all"

@@ -18,7 +18,7 @@ from doodle.drawing.batch import Batch
 from doodle.models.factory import build_model, input_kind_of
 from doodle.render.augment import Points
 from doodle.render.raster import RasterSpec, raster_spec
-from doodle.runs.folder import CheckpointError, RunDir, fold_dirs, load_checkpoint
+from doodle.runs.folder import CheckpointError, RunDir, find_folds, load_checkpoint
 from doodle.store.readers import scan_drawing_files
 from doodle.train.data import make_inputs
 from doodle.train.engine import Precision, forward, resolve_precision, to_input
@@ -46,20 +46,9 @@ class LoadedRun:
         return input_kind_of(self.cfg)
 
 
-def find_folds(path: str | Path) -> list[RunDir]:
-    """A fold folder, or a run folder holding fold<k>/ folders -> the finished folds (with best.pt)."""
-    path = Path(path)
-    if (path / "config.yaml").is_file():
-        return [RunDir(path)]
-    folds = [RunDir(d) for d in fold_dirs(path).values()] if path.is_dir() else []
-    if not folds:
-        raise FileNotFoundError(f"{path}: no run here (expected config.yaml, or fold<k>/config.yaml inside)")
-    return folds
-
-
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """A fold folder -> model in eval mode with its saved config; class lists must agree."""
-    run = find_folds(path)[0] if not (Path(path) / "config.yaml").is_file() else RunDir(Path(path))
+    run = find_folds(path)[0]
     cfg, facts = load_resolved(run.config)
     ckpt = load_checkpoint(run.best, facts.get("classes") or None)
     classes = list(ckpt["classes"])

@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
     lr = load_run(args.run, resolve_device(args.device))
-    batch = read_inputs(input_files(args.test), lr.run.root / "predict_rejects.csv")
+    batch = read_inputs(input_files(args.test), lr.run.predict_rejects)
     logits = run_predictions(lr, batch, args.batch_size, args.tta or lr.cfg.val.tta, args.workers)
     keys, words = batch.key_id, batch.word
     _, first = np.unique(keys, return_index=True)

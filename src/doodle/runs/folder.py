@@ -82,6 +82,10 @@ class RunDir:
         return self.root / "test_logits.npz"
 
     @property
+    def predict_rejects(self) -> Path:
+        return self.root / "predict_rejects.csv"
+
+    @property
     def run_name(self) -> str:
         return self.root.parent.name
 
@@ -210,6 +214,15 @@ def fold_dirs(path: str | Path, marker: str | None = "config.yaml") -> dict[int,
     if (path / marker).is_file() if marker else m:
         return {int(m[1]) if m else 0: path}
     return {}
+
+
+def find_folds(path: str | Path) -> list[RunDir]:
+    """A fold folder, or a run folder holding fold<k>/ folders -> its folds (with config.yaml), in fold order:
+    the one way the tools, the page and predict find a run's folds."""
+    folds = [RunDir(d) for d in fold_dirs(path).values()]
+    if not folds:
+        raise FileNotFoundError(f"{path} is not a run: no config.yaml in it nor in fold<k>/ subfolders")
+    return folds
 
 
 def join_val_logits(parts: list[dict], where: str | Path) -> dict:

@@ -20,7 +20,7 @@ import pandas as pd
 from doodle.config import Config, load_resolved
 from doodle.errors import DoodleError
 from doodle.metrics import accuracy, map_at_k
-from doodle.runs.folder import RunDir, fold_dirs, join_val_logits, load_logits, run_summary
+from doodle.runs.folder import RunDir, find_folds, join_val_logits, load_logits, run_summary
 from doodle.store.format import Store
 
 log = logging.getLogger("report")
@@ -54,14 +54,6 @@ class Run:
         return self.folds[0].cfg
 
 
-def fold_paths(path: Path) -> list[Path]:
-    """The fold folders of a run folder (fold<k>/ with a config.yaml), or [path] for one fold folder."""
-    dirs = fold_dirs(path)
-    if not dirs:
-        raise RunError(f"{path} is not a run: no config.yaml in it nor in fold<k>/ subfolders")
-    return list(dirs.values())
-
-
 def load_fold(path: Path) -> Fold | None:
     """One fold folder; None (with a warning) when it has not finished an epoch yet."""
     rd = RunDir(Path(path))
@@ -86,10 +78,11 @@ def load_fold(path: Path) -> Fold | None:
     return Fold(rd, cfg, facts, metrics, summary)
 
 
-def load_run(path: Path) -> Run:
-    """A run folder or a single fold folder, with every fold that finished at least one epoch."""
+def load_run_records(path: Path) -> Run:
+    """The records (config, metrics.csv, summary.json) of a run folder or a single fold folder, for every fold
+    that finished at least one epoch. Models are loaded by `doodle.predict.loaded_run.load_run`."""
     path = Path(path)
-    dirs = fold_paths(path)
+    dirs = [f.root for f in find_folds(path)]
     folds = [f for d in dirs if (f := load_fold(d)) is not None]
     if not folds:
         raise RunError(f"{path}: no fold has finished an epoch (no metrics.csv)")

@@ -39,7 +39,7 @@ def compare(paths: list[Path]) -> list[dict]:
         if path.is_file():  # `outputs/*` also matches files such as a comparison.md
             log.warning("skipping %s: a file, not a run folder", path)
             continue
-        run = rep.load_run(path)
+        run = rep.load_run_records(path)
         rows.append(rep.run_row(run, rep.oof_logits(run) if len(run.folds) > 1 else None))
     names = [r["run"] for r in rows]
     for r in rows:

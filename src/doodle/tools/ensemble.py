@@ -24,7 +24,7 @@ from doodle import cli
 from doodle.metrics import summarize
 from doodle.predict import ensemble as ens
 from doodle.predict.submission import read_test_key_ids, to_submission, validate_submission, write_submission
-from doodle.runs.folder import fold_dirs, join_val_logits, load_logits
+from doodle.runs.folder import RunDir, fold_dirs, join_val_logits, load_logits
 
 log = logging.getLogger("ensemble")
 METHODS = [*ens.BLENDERS, "stack"]
@@ -51,19 +51,19 @@ def parse_args(argv):
     return cli.add_debug_flag(p).parse_args(argv)
 
 
-def load_run(path: Path, fold_method: str) -> Run:
+def load_run_logits(path: Path, fold_method: str) -> Run:
     """Val logits of every fold, and the folds' test logits combined into one member (all or none)."""
     dirs = fold_dirs(path, marker=None)
     if not dirs:
         raise cli.UserError(f"{path} is neither a run folder (no fold<k> subfolders) nor a fold<k> folder")
     folds, tests = {}, []
     for k, d in dirs.items():
-        val = load_logits(d / "val_logits.npz")
+        val = load_logits(RunDir(d).val_logits)
         if val["target"] is None:
             raise cli.UserError(f"{d / 'val_logits.npz'} has no target (not out-of-fold logits?)")
         folds[k] = {**val, "name": str(d)}
-        if (d / "test_logits.npz").is_file():
-            tests.append({**load_logits(d / "test_logits.npz"), "name": str(d)})
+        if RunDir(d).test_logits.is_file():
+            tests.append({**load_logits(RunDir(d).test_logits), "name": str(d)})
     if tests and len(tests) < len(dirs):
         lacking = next(d for d in dirs.values() if not (d / "test_logits.npz").is_file())
         raise cli.UserError(f"{lacking / 'test_logits.npz'} not found, while other folds of {path} have one")
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     if weights is not None and args.method == "stack":
         log.warning("--weights are ignored by --method stack (the stacker learns its own)")
         weights = None
-    runs = [load_run(p, "prob_mean" if args.method == "stack" else args.method) for p in args.runs]
+    runs = [load_run_logits(p, "prob_mean" if args.method == "stack" else args.method) for p in args.runs]
     folds = common_folds(runs)
     aligned = ens.align_members([val_member(r, folds) for r in runs])
     members = [{"name": r.name, "folds": folds, "has_test": r.test is not None,

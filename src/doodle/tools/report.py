@@ -163,7 +163,7 @@ def open_drawings(run: rep.Run, store: Path | None, oof: dict | None) -> tuple[r
 def main(argv=None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
-    run = rep.load_run(args.run)
+    run = rep.load_run_records(args.run)
     out = args.out or args.run
     oof = rep.oof_logits(run)
     for stale in (out / FIGS).glob("*.png"):  # figures of an earlier report that this one may not redraw

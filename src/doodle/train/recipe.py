@@ -52,7 +52,7 @@ from doodle.train.engine import (
     train_one_epoch,
     val_metrics,
 )
-from doodle.train.optim import build_optimizer, build_scheduler
+from doodle.train.optim import build_train_state
 from doodle.train.plan import RunPlan, describe, next_per_class, plan_run, probe, val_seconds
 from doodle.train.records import (
     EpochLog,
@@ -99,20 +99,7 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
     kind = input_kind_of(cfg)
     n_cls = len(split.classes)
     model = build_model(cfg, n_cls, raster_spec(cfg).channels).to(device)
-    channels_last = cfg.train.channels_last and kind == "image" and device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    precision = resolve_precision(cfg.train.amp, device)
-    optimizer = build_optimizer(cfg, model)
-    ema = None
-    if cfg.train.ema:
-        from timm.utils import ModelEmaV3
-        # power 3/4: timm's setting for runs of under ~100k steps (decay 0.99 at ~460 steps, 0.999 at 10k)
-        ema = ModelEmaV3(model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup, warmup_power=0.75)
-    scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
-    state = TrainState(optimizer, build_scheduler(cfg, optimizer, plan.epochs), scaler, precision, ema,
-                       cfg.train.accum_steps, cfg.train.grad_clip, cfg.train.label_smoothing, channels_last,
-                       cfg.train.log_every)
+    model, state = build_train_state(cfg, model, kind, device, plan.epochs)
     targets = split.targets(store, split.train_idx)
     sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, plan.batch_size, args.seed, d.rank, d.world)
     train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
