@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tools").glob("*.py")) + [
     "src/train.py", "src/predict.py"]
 CONSOLE_SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-BENCHMARKS = sorted(p.stem for p in (ROOT / "tools/benchmarks").glob("*.py") if p.stem != "__init__")
+BENCHMARKS = sorted(p.stem for p in (ROOT / "tools/benchmarks").glob("*.py") if not p.stem.startswith("_"))
 
 
 def test_there_is_something_to_check():

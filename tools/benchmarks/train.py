@@ -23,17 +23,13 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from doodle import resources
+from benchmarks._common import ROOT, prepared_store
 from doodle.config import load_config
 from doodle.models.factory import build_model
-from doodle.store.format import Store
-from doodle.store.prepare import PrepareOptions, prepare
 from doodle.train.data import BatchDataset, QuotaSampler, make_loader, make_split
-from doodle.train.engine import TrainState, resolve_precision, to_input, train_one_epoch
-from doodle.train.optim import build_optimizer, build_scheduler
+from doodle.train.engine import resolve_precision, to_input, train_one_epoch
+from doodle.train.optim import build_train_state
 from doodle.train.plan import fit_workers, probe
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def rich_classes(data: Path, min_count: int = 120) -> list[str]:
@@ -87,8 +83,7 @@ def ours(cfg, store, device, steps: int) -> dict:
     workers = fit_workers(cfg, device.type, rates)
     out = {"workers": workers}
     for name, loader in (("premade", [first] * len(sampler)), ("real", make_loader(ds, sampler, workers))):
-        opt = build_optimizer(cfg, model)
-        state = TrainState(opt, build_scheduler(cfg, opt), None, resolve_precision(cfg.train.amp, device))
+        model, state = build_train_state(cfg, model, "image", device)
         train_one_epoch(model, [first] * 3, state, device, 0, lambda e: e, progress=False)  # warm-up
         _sync(device)
         t = time.perf_counter()
@@ -110,9 +105,7 @@ def run(args):
     classes = rich_classes(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "store"
-        opts = PrepareOptions(classes=classes, all_known=set(resources.google_classes()))
-        prepare([args.data / "train_simplified"], store_path, opts)
-        store = Store(store_path)
+        store, _, _ = prepared_store([args.data / "train_simplified"], store_path, classes, workers=None)
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
         for device in devices:
             cpu = device.type == "cpu"
