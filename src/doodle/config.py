@@ -55,11 +55,11 @@ Fraction = Annotated[float, Range(0, 1, open_hi=True)]  # [0, 1)
 
 # The closed sets, as their consumers accept them (tests/test_config.py builds each value downstream).
 Encoding = Literal["order3", "time3", "rt3", "grey"]  # raster.ENCODINGS
-Optimizer = Literal[  # training.build_optimizer (timm's names)
+Optimizer = Literal[  # train.optim.build_optimizer (timm's names)
     "adamw", "sgd", "adam", "lamb", "lion", "rmsprop", "nadamw", "momentum"]
-Scheduler = Literal["cosine", "step", "constant"]  # training.build_scheduler
+Scheduler = Literal["cosine", "step", "constant"]  # train.optim.build_scheduler
 Amp = Literal["auto", "off", "bf16", "fp16"]  # engine.resolve_precision
-Tta = Literal["none", "flip"]  # src/train.py validation, src/predict.py --tta
+Tta = Literal["none", "flip"]  # the train recipe's validation, the predict recipe's --tta
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A canvas drawing goes through what a stored raw drawing goes through: `canvas.parse_canvas` (canvas
 pixels, per-stroke arrival times) -> `strokes.simplify_raw` (Google's simplification, as prepare does) ->
-`raster.render_drawing` with the run's own spec for what the page shows, and `inference.predict_points` on
+`render.raster.render_drawing` with the run's own spec for what the page shows, and `predict.loaded_run.predict_points` on
 the store's flat form (`batch.batch_from_drawings`) for the guesses. simplify_raw already puts points on
 the integer 0..255 grid, so both are the same pixels (tests/app/test_page.py checks this against the store).
 Nothing here preprocesses on its own.

@@ -20,8 +20,7 @@ import streamlit as st
 import torch
 
 from doodle import resources
-from doodle.app import guesses as page
-from doodle.app import labels as collect
+from doodle.app import guesses, labels
 from doodle.predict.loaded_run import LoadedRun, load_run
 from doodle.runs.folder import RunDir, find_folds
 from doodle.store.format import Store
@@ -67,25 +66,25 @@ def loaded(path: Path) -> LoadedRun:
 
 
 @st.cache_resource(show_spinner="Indexing the store...", max_entries=4)
-def key_index(store_root: str, stamp: float) -> page.KeyIndex:
-    return page.KeyIndex(Store(store_root))
+def key_index(store_root: str, stamp: float) -> guesses.KeyIndex:
+    return guesses.KeyIndex(Store(store_root))
 
 
 @st.cache_resource(show_spinner="Finding mistakes...", max_entries=16)
-def run_mistakes(path: str, stamp: float) -> list[page.Mistake]:
+def run_mistakes(path: str, stamp: float) -> list[guesses.Mistake]:
     """Shared, not copied, between reruns and sessions: the page only reads it."""
-    return page.mistakes(loaded(Path(path)))
+    return guesses.mistakes(loaded(Path(path)))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def collected_counts(root: str, words: tuple[str, ...], files: tuple) -> dict[str, int]:
-    """collect.counts, read again only when the collected files change (`files`: collect.file_stamps)."""
-    return collect.counts(root, words)
+    """labels.counts, read again only when the collected files change (`files`: labels.file_stamps)."""
+    return labels.counts(root, words)
 
 
 def choose_runs(args: argparse.Namespace) -> list[Path]:
     """The sidebar's model choice: one run, or every run for the ensemble."""
-    runs = page.find_runs(args.outputs)
+    runs = guesses.find_runs(args.outputs)
     if args.run:
         try:
             first = [f.root for f in find_folds(args.run)]
@@ -93,13 +92,13 @@ def choose_runs(args: argparse.Namespace) -> list[Path]:
             st.sidebar.error(str(e))
             first = []
         runs = first + [r for r in runs if r.resolve() not in {f.resolve() for f in first}]
-    labels = {page.run_label(r, args.outputs): r for r in runs}
-    if not labels:
+    named = {guesses.run_label(r, args.outputs): r for r in runs}
+    if not named:
         return []
-    options = list(labels) + ([ENSEMBLE] if len(labels) > 1 else [])
+    options = list(named) + ([ENSEMBLE] if len(named) > 1 else [])
     choice = st.sidebar.selectbox("Model", options, key="model",
                                   help=f"finished runs under {args.outputs}; the ensemble averages probabilities")
-    return list(labels.values()) if choice == ENSEMBLE else [labels[choice]]
+    return list(named.values()) if choice == ENSEMBLE else [named[choice]]
 
 
 def load_members(paths: list[Path]) -> list[LoadedRun]:
@@ -108,7 +107,7 @@ def load_members(paths: list[Path]) -> list[LoadedRun]:
     except (OSError, ValueError) as e:
         st.error(f"Cannot load the model: {e}")
         st.stop()
-    members, left_out = page.compatible(runs)
+    members, left_out = guesses.compatible(runs)
     if left_out:
         st.sidebar.warning(f"left out of the ensemble (other classes): {', '.join(r.run.run_name for r in left_out)}")
     for lr in members[:4]:
@@ -124,7 +123,7 @@ def canvas(key: str) -> tuple[dict | None, list[float]]:
     res = st_canvas(stroke_width=4, stroke_color="#000000", background_color="#ffffff", width=CANVAS_PX,
                     height=CANVAS_PX, drawing_mode="freedraw", key=key)
     tkey = f"{key}_times"
-    st.session_state[tkey] = page.stroke_times(st.session_state.get(tkey, []), page.count_paths(res.json_data),
+    st.session_state[tkey] = guesses.stroke_times(st.session_state.get(tkey, []), guesses.count_paths(res.json_data),
                                                time.time() * 1000.0)
     return res.json_data, st.session_state[tkey]
 
@@ -141,7 +140,7 @@ def guess_chart(top: list[tuple[str, float]]) -> alt.Chart:
         y=alt.Y("guess:N", sort=None, title=None), tooltip=["guess", alt.Tooltip("probability:Q", format=".1%")])
 
 
-def show_guesses(a: page.Analysis) -> None:
+def show_guesses(a: guesses.Analysis) -> None:
     if a.status == "empty":
         st.info(a.message)
         return
@@ -157,14 +156,14 @@ def show_guesses(a: page.Analysis) -> None:
                f"{plural(a.simplified.n_points, 'point')} after simplification")
 
 
-def show_channels(a: page.Analysis) -> None:
+def show_channels(a: guesses.Analysis) -> None:
     """What the network sees: each channel of each distinct input spec as a grey image."""
     if a.status != "ok":
         return
     st.subheader("What the network sees")
     for spec, image in zip(a.specs, a.images, strict=True):
         st.caption(f"{spec.encoding} encoding, {spec.size} x {spec.size} px, line width {spec.line_width}")
-        chans = page.channels(image, spec, zoom=max(1, 128 // spec.size))
+        chans = guesses.channels(image, spec, zoom=max(1, 128 // spec.size))
         for col, (name, grey) in zip(st.columns(max(len(chans), 3)), chans, strict=False):
             col.image(grey, caption=name)
 
@@ -176,7 +175,7 @@ def draw_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
     with left:
         st.subheader("Draw here")  # also keeps the canvas toolbar clear of the text above
         json_data, times = canvas("draw_canvas")
-    a = page.analyse(json_data, times, runs)
+    a = guesses.analyse(json_data, times, runs)
     with right:
         st.subheader("Guesses")
         show_guesses(a)
@@ -191,17 +190,17 @@ def class_accuracy(runs: list[LoadedRun]) -> np.ndarray | None:
 
 def challenge(runs: list[LoadedRun], words: list[str]) -> None:
     """Button callback: pick a word the model often gets wrong (before the word box is drawn)."""
-    word = collect.challenge_word(runs[0].classes, class_accuracy(runs), np.random.default_rng())
+    word = labels.challenge_word(runs[0].classes, class_accuracy(runs), np.random.default_rng())
     if word in words:
         st.session_state.label_word = word
 
 
-def save(a: page.Analysis, word: str, words: list[str], args: argparse.Namespace) -> None:
+def save(a: guesses.Analysis, word: str, words: list[str], args: argparse.Namespace) -> None:
     recognized = bool(a.top(1)) and a.top(1)[0][0] == word
     try:
-        path, rec = collect.append_drawing(args.collected, words, word, a.raw,
+        path, rec = labels.append_drawing(args.collected, words, word, a.raw,
                                            st.session_state.get("label_cc", ""), recognized)
-    except (collect.CollectError, OSError) as e:
+    except (labels.CollectError, OSError) as e:
         st.error(f"Not saved: {e}")
         return
     n = st.session_state.get("label_saved", 0)
@@ -235,13 +234,13 @@ def label_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
             st.caption(f"The model gets {word} right {acc[runs[0].classes.index(word)]:.0%} of the time "
                        "on its validation drawings.")
         json_data, times = canvas(f"label_canvas_{st.session_state.get('label_saved', 0)}")
-    a = page.analyse(json_data, times, runs)
+    a = guesses.analyse(json_data, times, runs)
     with right:
         st.subheader("Guesses")
         show_guesses(a)
         if st.button("Save drawing", type="primary", disabled=a.status != "ok", key="label_save"):
             save(a, word, words, args)
-    counts = collected_counts(str(args.collected), tuple(words), collect.file_stamps(args.collected))
+    counts = collected_counts(str(args.collected), tuple(words), labels.file_stamps(args.collected))
     st.subheader(f"Collected so far: {sum(counts.values())} drawing(s) of {len(counts)} word(s)")
     if counts:
         st.dataframe(pd.DataFrame({"word": list(counts), "drawings": list(counts.values())}),
@@ -260,7 +259,7 @@ def review_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
     except (OSError, ValueError) as e:
         st.warning(f"Cannot review {lr.run.root}: {e}")
         return
-    sl, pages = page.page_slice(len(found), st.session_state.get("review_page", 1), PER_PAGE)
+    sl, pages = guesses.page_slice(len(found), st.session_state.get("review_page", 1), PER_PAGE)
     st.caption(f"{len(found)} drawings of the validation fold whose top guess is wrong, worst classes first "
                f"(per-class accuracy), rendered from `{lr.cfg.data.store}` as `{lr.run.run_name}` sees them.")
     st.columns([1, 3])[0].number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key="review_page")
@@ -269,11 +268,11 @@ def review_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
         for col, m in zip(st.columns(4), found[start : min(start + 4, sl.stop)], strict=False):
             with col:
                 try:
-                    img = page.display_image(page.model_image(index.drawing(m.key_id), lr.spec))
+                    img = guesses.display_image(guesses.model_image(index.drawing(m.key_id), lr.spec))
                 except KeyError as e:
                     st.warning(str(e))
                     continue
-                st.image(page.enlarge(img, zoom), caption=f"key_id {m.key_id}")
+                st.image(guesses.enlarge(img, zoom), caption=f"key_id {m.key_id}")
                 st.markdown(f"true **{m.true}** (class accuracy {m.class_acc:.0%})  \n"
                             + "  \n".join(f"{i}. {w} {p:.0%}" for i, (w, p) in enumerate(m.guesses, 1)))
 

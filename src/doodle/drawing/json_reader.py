@@ -3,7 +3,7 @@
 `rasterize` accepts the text of a Kaggle `drawing` column or an ndjson `drawing` field as well as nested
 lists. `json.loads` builds a Python number per coordinate (~30 ns each, more than the drawing itself on a
 raw timed drawing of ~600 numbers); this reads the bytes once in compiled code into the same
-(numbers, array lengths, arrays per stroke) that `rasterkernel.unflatten` reads.
+(numbers, array lengths, arrays per stroke) that `render.kernels.unflatten` reads.
 
 Only the plain form is read here: exactly three levels of arrays, JSON numbers with at most 15 significant
 digits and no exponent. Anything else (other nesting, exponents, NaN, trailing text, malformed JSON)

@@ -1,6 +1,6 @@
 """Combining the logits of several models: alignment by key_id, blending, stacking, test-set balancing.
 
-A *member* is a dict like the one `rundir.load_logits` returns, plus a `name` used in error messages:
+A *member* is a dict like the one `runs.folder.load_logits` returns, plus a `name` used in error messages:
 `{"name", "logits" (N, C), "key_id" (N,), "classes" [C], "target" (N,) or None}`.
 """
 

@@ -48,7 +48,7 @@ def to_submission(scores: np.ndarray, key_id: np.ndarray, classes: Sequence[str]
 
 
 def write_submission(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write `df` as a Kaggle CSV (UTF-8, LF line ends) atomically, via rundir.atomic_write_bytes."""
+    """Write `df` as a Kaggle CSV (UTF-8, LF line ends) atomically, via runs.folder.atomic_write_bytes."""
     path = Path(path)
     if list(df.columns) != ["key_id", "word"]:
         raise UserError(f"submission frame needs columns ['key_id', 'word'], got {list(df.columns)}")

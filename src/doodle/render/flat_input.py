@@ -1,7 +1,7 @@
 """A drawing as Python lists or JSON text -> flat arrays: the front half of `raster.rasterize`.
 
-`flat_values` reads every number once (the compiled `jsontext` reader for text; for lists one `struct`
-conversion of the x/y numbers and one of the times) into what `rasterkernel.unflatten` takes; that checks
+`flat_values` reads every number once (the compiled `drawing.json_reader` for text; for lists one `struct`
+conversion of the x/y numbers and one of the times) into what `kernels.unflatten` takes; that checks
 the shape, optionally fits raw canvas pixels into the 0..255 box, and returns the point arrays the
 renderer draws. `flatten_strokes` is both steps for Python callers.
 """

@@ -3,7 +3,7 @@
 Every numba function that calls another lives in this one file on purpose: numba's on-disk cache
 (`cache=True`) is invalidated only when the caller's own file changes, never when a function it calls
 from another file does, so a kernel split across files could keep running stale compiled code
-(tests/test_compiled_code.py checks this rule for the whole package). `raster` and `flatten` are the
+(tests/test_compiled_code.py checks this rule for the whole package). `raster` and `flat_input` are the
 Python API around these functions.
 """
 

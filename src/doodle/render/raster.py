@@ -14,10 +14,10 @@ pause           pause before the stroke began / (pause + 500 ms); falls back to 
 ==============  =======================================================================
 
 Encodings name channel tuples (`ENCODINGS`); `order3` is the default. Training renders whole batches
-(`render_batch`); `rasterize` takes one drawing as nested lists or as its JSON text (`flatten` reads every
-number once; text through the compiled `jsontext` reader, no Python number per coordinate) and draws it in a
+(`render_batch`); `rasterize` takes one drawing as nested lists or as its JSON text (`flat_input` reads every
+number once; text through the compiled `drawing.json_reader`, no Python number per coordinate) and draws it in a
 single compiled call, and with `fit=True` first maps raw canvas pixels into the box. Drawing is done by one
-compiled kernel (`rasterkernel`): every segment is walked at 1-pixel steps, each step stamps a `line_width`
+compiled kernel (`render.kernels`): every segment is walked at 1-pixel steps, each step stamps a `line_width`
 square, and the channel values are interpolated along the segment. Later ink overwrites earlier ink, as
 cv2.line would. (cv2.line draws one colour per call, so a per-point colour ramp costs a Python call per
 segment; the kernel does the same drawing without that overhead.) Anti-aliasing renders at 2x and averages
@@ -132,7 +132,7 @@ def rasterize(strokes: Sequence | str, size: int = 64, channels: str = "order3",
     field), -> (size, size, C) uint8.
 
     Points are in the simplified 0..255 box; with `fit=True` they may be raw canvas pixels and are first
-    mapped into the box (see `flatten.flatten_strokes`). Times, when every stroke has them, feed the time channels.
+    mapped into the box (see `flat_input.flatten_strokes`). Times, when every stroke has them, feed the time channels.
     """
     spec = _spec(size, channels, line_width, margin, antialias)
     out = _canvas(1, spec)

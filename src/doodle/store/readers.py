@@ -1,7 +1,7 @@
 """Stream drawing files (Kaggle CSV, Google ndjson raw or simplified) as flat batches: the entry point.
 
-`read_file` picks the reader by extension: `csvread.read_csv` for Kaggle CSVs, `read_ndjson` here for
-Google's ndjson. Every reader yields `(Batch, rejects)` chunks of bounded size (`lineblocks` reads the file
+`read_file` picks the reader by extension: `kaggle_csv.read_csv` for Kaggle CSVs, `read_ndjson` here for
+Google's ndjson. Every reader yields `(Batch, rejects)` chunks of bounded size (`line_blocks` reads the file
 in blocks and rejects over-long lines as `too_large`). Each input row ends either in a batch or in the
 rejects list with its 1-based line number and reason (`empty_row` for a blank line, `bad_encoding` for a
 line that is not UTF-8, `bad_row` for a CSV row with the wrong number of fields, `bad_key_id`, or the
