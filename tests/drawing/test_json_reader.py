@@ -110,6 +110,17 @@ drawing = st.lists(st.integers(1, 6).flatmap(lambda n: st.tuples(*[st.lists(numb
                    max_size=4).map(lambda d: [list(map(list, s)) for s in d])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compiled_kernels_loaded():
+    """Compile (or load from numba's cache) the reader and rasteriser before the timed hypothesis examples:
+    the first call can take seconds on a loaded machine, which would exceed hypothesis's deadline, and a
+    deadline failure sends its search down other examples than the derandomised CI ones."""
+    for drawing_ in ([], [[[0, 1], [0, 1], [0, 1]]], [[[0.5, 1], [0, 1.5]]]):
+        for source in (drawing_, json.dumps(drawing_)):
+            rasterize(source, 64, "rt3", fit=True)
+    parse_drawing_text("[[[0.25, 1], [0, 1]]]")
+
+
 @given(drawing, st.booleans())
 def test_any_drawing_text_reads_to_within_one_ulp_and_renders_as_its_lists(strokes, compact):
     text = json.dumps(strokes, separators=(",", ":") if compact else None)
