@@ -41,7 +41,7 @@ def sample_classes(sample_dir) -> list[str]:
 def make_opts(sample_classes) -> Callable:
     """PrepareOptions for the sample classes (or `classes`), with Google's 345 words as the known ones."""
     from doodle import resources
-    from doodle.prepare import PrepareOptions
+    from doodle.store.prepare import PrepareOptions
 
     def make(classes: list[str] | None = None, **kw) -> PrepareOptions:
         return PrepareOptions(classes=list(classes or sample_classes), all_known=set(resources.google_classes()),
@@ -81,7 +81,7 @@ def kaggle_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample_store(tmp_path_factory, sample_dir, make_opts) -> tuple[Path, dict]:
     """The sample's train CSVs and raw ndjson prepared once (read-only for tests): (store folder, summary)."""
-    from doodle.prepare import prepare
+    from doodle.store.prepare import prepare
 
     out = tmp_path_factory.mktemp("sample_store") / "store"
     summary = prepare([sample_dir / "train_simplified", sample_dir / "raw"], out, make_opts())

@@ -1,6 +1,6 @@
 """Fixtures for the page's tests: a store of the bundled raw drawings and a tiny trained run on it.
 
-Imported by tests/test_page.py, test_app.py and test_app_browser.py (`from conftest_app import ...`). The
+Imported by tests/app/test_page.py, test_app.py and test_app_browser.py (`from conftest_app import ...`). The
 run is built once per test session whichever module asks first (a module-level cache, since the same
 fixture imported into several modules would otherwise be built once per module).
 """
@@ -11,10 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import command_module
 
 from doodle import resources
-from doodle.prepare import PrepareOptions, prepare
+from doodle.store.prepare import PrepareOptions, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "input" / "sample" / "raw"
@@ -22,7 +22,7 @@ _BUILT: dict[Path, tuple[Path, Path]] = {}
 
 
 def train_main():
-    return load_script(ROOT / "src" / "train.py").main
+    return command_module(ROOT / "src" / "train.py").main
 
 
 def build_tiny_run(base: Path) -> tuple[Path, Path]:

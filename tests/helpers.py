@@ -1,30 +1,32 @@
-"""Helpers shared by the test modules: load an entry script as a module, prepare the bundled sample as a
+"""Helpers shared by the test modules: the package module behind an entry script, prepare the bundled sample as a
 340-class store, and the `--set` overrides that shrink a real config to a seconds-long CPU run."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "input" / "sample"
 
 
-def load_script(path: Path):
-    """A script (src/train.py, tools/ensemble.py, ...) imported as a module, so tests can call its main()."""
-    name = f"{path.parent.name}_{path.stem}_under_test"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses in a script look their module up while being defined
-    spec.loader.exec_module(mod)
-    return mod
+# The documented entry scripts -> the package modules they are shims over (each has `main(argv)`).
+COMMANDS = {
+    "src/train.py": "doodle.train.recipe", "src/predict.py": "doodle.predict.recipe",
+    **{f"tools/{n}.py": f"doodle.tools.{n}" for n in
+       ("prepare", "download", "ensemble", "submit", "report", "compare", "show", "make_sample")},
+}
+
+
+def command_module(path: Path):
+    """The package module behind an entry script (src/train.py -> doodle.train.recipe), for its main(argv)."""
+    return importlib.import_module(COMMANDS[Path(path).resolve().relative_to(ROOT).as_posix()])
 
 
 def prepare_sample(out: Path) -> Path:
     """The sample's train CSVs and raw ndjson as a store over Kaggle's 340 classes (as the real data is)."""
     from doodle import resources
-    from doodle.prepare import PrepareOptions, prepare
+    from doodle.store.prepare import PrepareOptions, prepare
 
     opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
     prepare([SAMPLE / "train_simplified", SAMPLE / "raw"], out, opts)

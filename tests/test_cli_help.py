@@ -5,6 +5,7 @@ import importlib
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tools").glob("*.py")) + [
     "src/train.py", "src/predict.py"]
-BENCHMARKS = sorted(p.stem for p in (ROOT / "tools/benchmarks").glob("*.py") if p.stem != "__init__")
+CONSOLE_SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+BENCHMARKS = sorted(p.stem for p in (ROOT / "tools/benchmarks").glob("*.py") if not p.stem.startswith("_"))
 
 
 def test_there_is_something_to_check():
     assert len(ENTRY_POINTS) >= 12 and "tools/bench.py" in ENTRY_POINTS
+    assert {"doodle-train", "doodle-predict", "doodle-prepare", "doodle-ensemble", "doodle-submit",
+            "doodle-download"} <= set(CONSOLE_SCRIPTS)
     assert {"prepare", "raster", "loader", "train", "submission", "app", "seq"} <= set(BENCHMARKS)
 
 
@@ -34,3 +38,25 @@ def test_benchmark_module_imports(name, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "tools"))
     mod = importlib.import_module(f"benchmarks.{name}")
     assert callable(mod.run)
+
+
+@pytest.mark.parametrize("name", sorted(CONSOLE_SCRIPTS))
+def test_console_script_answers_help(name, monkeypatch, capsys):
+    """What `pip install -e .` installs as `name` (pyproject's [project.scripts]) starts and prints its usage."""
+    module, func = CONSOLE_SCRIPTS[name].split(":")
+    monkeypatch.setattr(sys, "argv", [name, "--help"])
+    with pytest.raises(SystemExit) as exc:
+        getattr(importlib.import_module(module), func)()
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage:")
+
+
+SHIMS = ["src/train.py", "src/predict.py", "src/app.py"] + [
+    str(p.relative_to(ROOT)) for p in (ROOT / "tools").glob("*.py") if p.stem not in ("bench", "demo")]
+
+
+@pytest.mark.parametrize("script", SHIMS)
+def test_entry_scripts_are_shims_over_the_package(script):
+    """The documented scripts only call into the package: their code lives in doodle.* (and is tested there)."""
+    code = [ln for ln in (ROOT / script).read_text().splitlines() if ln.strip() and not ln.startswith(("#", '"""'))]
+    assert any(ln.startswith("from doodle.") for ln in code) and len(code) <= 12, code

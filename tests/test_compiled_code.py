@@ -25,7 +25,8 @@ def compiled_functions(tree: ast.Module) -> list[ast.FunctionDef]:
 
 
 def test_compiled_functions_call_only_compiled_functions_of_their_own_file():
-    trees = {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(SRC.glob("*.py"))}
+    trees = {".".join(p.relative_to(SRC).with_suffix("").parts): ast.parse(p.read_text(), str(p))
+             for p in sorted(SRC.rglob("*.py"))}
     compiled = {mod: {f.name for f in compiled_functions(t)} for mod, t in trees.items()}
     assert sum(map(len, compiled.values())) >= 10, "the scan found the package's compiled kernels"
     crossing = []
@@ -34,7 +35,7 @@ def test_compiled_functions_call_only_compiled_functions_of_their_own_file():
         for node in tree.body:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("doodle."):
                 for alias in node.names:
-                    imported[alias.asname or alias.name] = (node.module.split(".")[-1], alias.name)
+                    imported[alias.asname or alias.name] = (node.module.removeprefix("doodle."), alias.name)
         for fn in compiled_functions(tree):
             for call in ast.walk(fn):
                 if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in imported:

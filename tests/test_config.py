@@ -8,7 +8,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import command_module
 
 from doodle import config
 from doodle.config import Config, ConfigError, from_dict, load_config, load_resolved, save_config
@@ -157,9 +157,9 @@ def test_every_allowed_value_is_accepted_where_it_is_used():
     """The config's closed sets are exactly what the consumers take (they keep their own checks)."""
     import torch
 
-    from doodle.engine import resolve_precision
-    from doodle.raster import ENCODINGS, RasterSpec
-    from doodle.training import build_optimizer, build_scheduler
+    from doodle.render.raster import ENCODINGS, RasterSpec
+    from doodle.train.engine import resolve_precision
+    from doodle.train.optim import build_optimizer, build_scheduler
 
     assert set(_allowed(config.Encoding)) == set(ENCODINGS)
     for encoding in _allowed(config.Encoding):
@@ -177,7 +177,7 @@ def test_every_allowed_value_is_accepted_where_it_is_used():
                 resolve_precision(amp, torch.device("cpu"))
         else:
             resolve_precision(amp, torch.device("cpu"))
-    predict = load_script(ROOT / "src/predict.py")
+    predict = command_module(ROOT / "src/predict.py")
     for tta in _allowed(config.Tta):
         assert predict.parse_args(["--run", "r", "--test", "t.csv", "--tta", tta]).tta == tta
 
@@ -187,7 +187,7 @@ def test_every_allowed_value_is_accepted_where_it_is_used():
     (config.RasterCfg, "floor", "floor"),
 ])
 def test_raster_limits_in_the_config_are_the_renderers(cls, key, spec_key):
-    from doodle.raster import RasterSpec
+    from doodle.render.raster import RasterSpec
 
     _, bounds = typing.get_args(typing.get_type_hints(cls, include_extras=True)[key])
     RasterSpec(**{spec_key: bounds.lo})
@@ -199,7 +199,7 @@ def test_raster_limits_in_the_config_are_the_renderers(cls, key, spec_key):
 
 @pytest.mark.parametrize("script", ["src/train.py", "tools/show.py"])
 def test_set_takes_several_assignments_at_once(script):
-    parse_args = load_script(ROOT / script).parse_args
+    parse_args = command_module(ROOT / script).parse_args
     args = parse_args(["--cfg", "c.yaml", "--set", "a.b=1", "c.d=2", "--set", "e.f=3", "--seed", "4"])
     assert args.set == ["a.b=1", "c.d=2", "e.f=3"] and args.seed == 4
     assert parse_args(["--cfg", "c.yaml"]).set == []

@@ -1,78 +1,9 @@
 #!/usr/bin/env python3
-"""Download the competition files (Kaggle API) or Google's per-class ndjson files (public bucket).
+"""`python tools/download.py ...`: Kaggle and Google downloads; the code is doodle.tools.download (console script `doodle-download`)."""
 
-    python tools/download.py kaggle [--dest input/]
-    python tools/download.py google [--format raw|simplified] [--classes all|cat,dog|FILE]
-                                    [--dest input/google/] [--workers 4] [--base-url URL]
-
-Google files land in DEST/<format>/<word>.ndjson; an interrupted download resumes on the next run.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import logging
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from doodle import cli, download, kaggle_api, resources  # noqa: E402
-from doodle.resources import load_class_list  # noqa: E402
-
-log = logging.getLogger("download")
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    sub = p.add_subparsers(dest="source", required=True)
-
-    k = cli.add_debug_flag(sub.add_parser("kaggle", help="competition files through the kaggle API"))
-    k.add_argument("--dest", type=Path, default=Path("input"), help="folder for the competition files")
-    k.add_argument("--files", nargs="+", default=list(kaggle_api.KAGGLE_FILES),
-                   help="competition files to fetch (zips are unpacked to a folder and removed)")
-    k.add_argument("--competition", default=kaggle_api.COMPETITION, help=argparse.SUPPRESS)
-    k.set_defaults(run=run_kaggle)
-
-    g = cli.add_debug_flag(sub.add_parser("google", help="Google's per-class ndjson files"))
-    g.add_argument("--format", choices=download.GOOGLE_FORMATS, default="simplified",
-                   help="raw (timed strokes) or simplified (Ramer-Douglas-Peucker, 0..255)")
-    g.add_argument("--classes", default="all",
-                   help="'all' (Google's 345), 'cat,dog', or a file of one word per line")
-    g.add_argument("--dest", type=Path, default=Path("input/google"), help="files go to DEST/<format>/")
-    g.add_argument("--base-url", default=download.GOOGLE_BASE_URL, help="bucket URL (tests use a local one)")
-    g.add_argument("--workers", type=int, default=4, help="parallel downloads (threads)")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds before a silent connection fails")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.set_defaults(run=run_google)
-    return p.parse_args(argv)
-
-
-def run_kaggle(args: argparse.Namespace) -> dict:
-    outcome = kaggle_api.download_kaggle(args.dest, args.files, args.competition)
-    return {"dest": str(args.dest), "files": outcome}
-
-
-def run_google(args: argparse.Namespace) -> dict:
-    known = resources.google_classes()
-    classes = resources.check_classes(load_class_list(args.classes, known), known)
-    urls = download.google_urls(classes, args.format, args.base_url)
-    folder = args.dest / args.format
-    jobs = {folder / f"{word}.ndjson": url for word, url in urls.items()}
-    log.info("%d %s file(s) from %s into %s", len(jobs), args.format, args.base_url, folder)
-    counts = download.download_many(jobs, workers=args.workers, timeout=args.timeout,
-                                    progress=not args.no_progress)
-    return {"dest": str(folder), **{k: counts.get(k, 0) for k in ("downloaded", "resumed", "skipped")}}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    cli.setup_logging()
-    print(json.dumps(args.run(args)))
-    return 0
-
+from doodle.tools.download import console
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(console())

@@ -1,4 +1,5 @@
-"""Shared command-line behaviour: one-line errors with exit code 2, `--debug` for the traceback, logging."""
+"""Shared command-line behaviour: one-line errors (any `DoodleError`, missing or unreadable files) with exit
+code 2, `--debug` for the traceback, logging."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from doodle.errors import DoodleError, UserError
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-# What a user can cause by a typo, a missing file or a bad file: reported in one line, not a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                                                PermissionError, ValueError, KeyError, OSError)
+__all__ = ["USER_ERRORS", "UserError", "add_debug_flag", "run", "setup_logging"]
 
-
-class UserError(Exception):
-    """An error whose message is the whole story (bad argument, bad file, missing credentials)."""
+# What a user can cause by a typo, a missing file or a bad file: reported in one line, not a traceback. Any
+# other exception (a KeyError, a TypeError...) is a bug and shows its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (DoodleError, FileNotFoundError, NotADirectoryError,
+                                                IsADirectoryError, PermissionError)
 
 
 def setup_logging(level: int = logging.INFO, logfile: str | None = None) -> None:
@@ -37,11 +39,10 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(main(args) or 0)
-    except (UserError, *USER_ERRORS) as e:
+    except USER_ERRORS as e:
         if "--debug" in args:
             raise
-        msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -19,8 +19,10 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from doodle.errors import DoodleError
 
-class ConfigError(ValueError):
+
+class ConfigError(DoodleError, ValueError):
     """A config problem, with the key or file that caused it."""
 
 
@@ -53,11 +55,11 @@ Fraction = Annotated[float, Range(0, 1, open_hi=True)]  # [0, 1)
 
 # The closed sets, as their consumers accept them (tests/test_config.py builds each value downstream).
 Encoding = Literal["order3", "time3", "rt3", "grey"]  # raster.ENCODINGS
-Optimizer = Literal[  # training.build_optimizer (timm's names)
+Optimizer = Literal[  # train.optim.build_optimizer (timm's names)
     "adamw", "sgd", "adam", "lamb", "lion", "rmsprop", "nadamw", "momentum"]
-Scheduler = Literal["cosine", "step", "constant"]  # training.build_scheduler
+Scheduler = Literal["cosine", "step", "constant"]  # train.optim.build_scheduler
 Amp = Literal["auto", "off", "bf16", "fp16"]  # engine.resolve_precision
-Tta = Literal["none", "flip"]  # src/train.py validation, src/predict.py --tta
+Tta = Literal["none", "flip"]  # the train recipe's validation, the predict recipe's --tta
 
 
 @dataclass
@@ -139,7 +141,7 @@ class TrainCfg:
     boost: bool = False  # accuracy-driven resampling: N* = N (1 - acc) + boost_floor N
     boost_floor: NonNeg = 0.25
     max_minutes: NonNeg = 0.0  # 0 = no time budget
-    adapt: bool = True  # fit epochs, epoch size, batch and loader workers to the device and budget (doodle.plan)
+    adapt: bool = True  # fit epochs, epoch size, batch and loader workers to the device and budget (doodle.train.plan)
     deterministic: bool = False
     log_every: Count = 50
 

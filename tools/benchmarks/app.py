@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from doodle import page, resources
+from doodle import resources
+from doodle.app import guesses as page
 from doodle.config import Config
-from doodle.engine import resolve_precision
-from doodle.inference import LoadedRun
-from doodle.models import build_model
-from doodle.rundir import RunDir
+from doodle.models.factory import build_model
+from doodle.predict.loaded_run import LoadedRun
+from doodle.runs.folder import RunDir
+from doodle.train.engine import resolve_precision
 
 CANVAS = 280.0
 MARGIN = 20.0

@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.raster import import_naive, one_core
-from doodle import resources
+from benchmarks._common import import_naive, one_core, prepared_store
 from doodle.config import Config
-from doodle.data import BatchDataset, Split, fixed_batches, make_loader
-from doodle.prepare import PrepareOptions, prepare
-from doodle.store import Store
+from doodle.store.format import Store
+from doodle.train.data import BatchDataset, Split, fixed_batches, make_loader
 
 GOALS = {64: 5.0, 128: 8.0, 256: 10.0}
 BATCH = 256
@@ -50,11 +48,7 @@ def files_read(root: Path, limit: int) -> tuple[list[Path], np.ndarray]:
 
 def build_store(files: list[Path], out: Path, key_ids: np.ndarray) -> tuple[Store, float]:
     """A store of exactly these files; its first drawings must be the naive loader's, in its order."""
-    opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
-    t0 = time.perf_counter()
-    prepare(files, out, opts, workers=1)
-    seconds = time.perf_counter() - t0
-    store = Store(out)
+    store, _, seconds = prepared_store(files, out)
     if len(store) < len(key_ids) or not np.array_equal(np.asarray(store.key_id[: len(key_ids)]), key_ids):
         raise RuntimeError(f"{out}: the store's drawings are not the naive loader's (rejects or reordering)")
     return store, seconds

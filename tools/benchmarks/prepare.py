@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,27 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from doodle import resources
-from doodle.prepare import PrepareOptions, prepare
+from benchmarks._common import ROOT, median_seconds, prepare_options
+from doodle.store.prepare import prepare
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "input" / "sample"
 KEY_STEP = 10**17  # copy k of a drawing gets key_id + k * KEY_STEP: unique, and below 2**63 for k < 10
 QUICK_FILES = 40
-
-
-def _options() -> PrepareOptions:
-    return PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def throughput(data: Path, quick: bool, repeats: int, tmp: Path) -> dict:
@@ -59,10 +43,10 @@ def throughput(data: Path, quick: bool, repeats: int, tmp: Path) -> dict:
                 json.loads(s)
 
     def ours():
-        summary = prepare(files, tmp / "store", _options(), workers=1)
+        summary = prepare(files, tmp / "store", prepare_options(), workers=1)
         assert summary["rows"] == n_rows, (summary["rows"], n_rows)
 
-    t_naive, t_ours = _median_seconds(naive, repeats), _median_seconds(ours, repeats)
+    t_naive, t_ours = median_seconds(naive, repeats), median_seconds(ours, repeats)
     return {"case": "throughput", "files": len(files), "drawings": n_rows, "repeats": repeats,
             "prepare_drawings_per_s": round(n_rows / t_ours), "naive_drawings_per_s": round(n_rows / t_naive),
             "prepare_s": round(t_ours, 4), "naive_s": round(t_naive, 4), "ratio": round(t_naive / t_ours, 2),
@@ -140,7 +124,7 @@ def shared_data(data: Path, quick: bool, tmp: Path) -> dict:
     files = [p for sub, ext in (("train_simplified", "csv"), ("raw", "ndjson"))
              for p in sorted((data / sub).glob(f"*.{ext}"))[: QUICK_FILES if quick else None]]
     t0 = time.perf_counter()
-    s = prepare(files, tmp / "shared_store", _options(), workers=1)
+    s = prepare(files, tmp / "shared_store", prepare_options(), workers=1)
     seconds = time.perf_counter() - t0
     expected = _source_counts(files)
     with open(tmp / "shared_store" / "rejects.csv", newline="") as f:

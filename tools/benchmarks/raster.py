@@ -25,11 +25,9 @@ flipped twice renders exactly as the original, and that a drawing's JSON text re
 from __future__ import annotations
 
 import glob
-import importlib
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,29 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle import resources
-from doodle.augment import Points, flip_x
-from doodle.jsontext import parse_drawing_text
-from doodle.prepare import PrepareOptions, prepare
-from doodle.raster import RasterSpec, rasterize, render_batch
-from doodle.store import Store
-
-
-def one_core() -> None:
-    """One-core figures: no library thread pools on either side (our kernels have no parallel loops)."""
-    import cv2
-    import torch
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
-def import_naive(folder: Path):
-    sys.path.insert(0, str(folder))
-    try:
-        return importlib.import_module("naive_baseline")
-    finally:
-        sys.path.remove(str(folder))
+from benchmarks._common import import_naive, one_core, prepared_store
+from doodle.drawing.json_reader import parse_drawing_text
+from doodle.render.augment import Points, flip_x
+from doodle.render.raster import RasterSpec, rasterize, render_batch
+from doodle.store.format import Store
 
 
 def interleaved_times(fns: list[Callable[[slice], object]], n: int, repeats: int, chunk: int = 256) -> list[float]:
@@ -139,9 +119,7 @@ def raw_cases(naive, root: Path, n: int, repeats: int) -> Iterator[dict]:
     n = len(raws)
     texts = [json.dumps(d, separators=(",", ":")) for d in raws]  # the field as the ndjson line holds it
     with tempfile.TemporaryDirectory(prefix="bench_raster_") as tmp:
-        opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
-        summary = prepare(files, Path(tmp) / "store", opts, workers=1)
-        store = Store(Path(tmp) / "store")
+        store, summary, _ = prepared_store(files, Path(tmp) / "store")
         if not summary["kept"] == n == len(store):
             raise RuntimeError(f"store kept {summary['kept']} of {n} raw drawings")
         for size in (64, 128):

@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from doodle import resources
+from benchmarks._common import ROOT, prepared_store, timed
 from doodle.config import load_config
-from doodle.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split
-from doodle.engine import TrainState, predict_logits, resolve_precision, train_one_epoch
-from doodle.models import build_model
-from doodle.prepare import PrepareOptions, prepare
-from doodle.store import Store
-from doodle.training import build_optimizer, build_scheduler
+from doodle.models.factory import build_model
+from doodle.store.format import Store
+from doodle.train.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split
+from doodle.train.engine import predict_logits, train_one_epoch
+from doodle.train.optim import build_train_state
 
-ROOT = Path(__file__).resolve().parents[2]
 BATCH = 256
 MODELS = [("seq_gru", None), ("seq_transformer", {})]  # None: the recipe's own model.kwargs
 
@@ -48,15 +45,8 @@ def source_files(data: Path, n_classes: int) -> list[Path]:
     return csvs + [p for p in raws if p.is_file()]
 
 
-def _timed(fn) -> tuple[object, float]:
-    """fn()'s result and the seconds it took."""
-    t0 = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - t0
-
-
 def _rate(n: int, fn) -> float:
-    return n / _timed(fn)[1]
+    return n / timed(fn)[1]
 
 
 def measure(cfg, store: Store, device: torch.device, steps: int) -> dict:
@@ -72,12 +62,10 @@ def measure(cfg, store: Store, device: torch.device, steps: int) -> dict:
     n = steps * BATCH
     # One pass per loader, timed, and its batches kept for the model-only rates (the sampler and the
     # augmentation are seeded by epoch and indices, so a second pass would give the same batches).
-    train_batches, train_s = _timed(lambda: list(train_loader))
-    infer_batches, infer_s = _timed(lambda: list(infer_loader))
+    train_batches, train_s = timed(lambda: list(train_loader))
+    infer_batches, infer_s = timed(lambda: list(infer_loader))
     out = {"encode_train_per_s": n / train_s, "encode_eval_per_s": n / infer_s}
-    opt = build_optimizer(cfg, model)
-    state = TrainState(opt, build_scheduler(cfg, opt), None, resolve_precision(cfg.train.amp, device),
-                       grad_clip=cfg.train.grad_clip)
+    model, state = build_train_state(cfg, model, "sequence", device)
 
     def train(loader):
         return lambda: train_one_epoch(model, loader, state, device, 0, lambda e: 0.0, progress=False)
@@ -105,9 +93,7 @@ def run(args) -> Iterator[dict]:
     with tempfile.TemporaryDirectory(prefix="bench_seq_") as tmp:
         store_path = Path(tmp) / "store"
         files = source_files(args.data, n_classes)
-        opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
-        prepare(files, store_path, opts, workers=1)
-        store = Store(store_path)
+        store, _, _ = prepared_store(files, store_path)
         for device in devices:
             steps = (2 if args.quick else 8) if device.type == "cpu" else (20 if args.quick else 100)
             for name, kwargs in MODELS:

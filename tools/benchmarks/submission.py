@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from doodle import resources
-from doodle.submission import to_submission, validate_submission, write_submission
+from doodle.predict.submission import to_submission, validate_submission, write_submission
 
 TEST_ROWS = 112_199
 

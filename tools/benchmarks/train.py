@@ -4,7 +4,7 @@
   training loop can go on this device (nothing to load, nothing to render).
 - premade: our `train_one_epoch` fed one ready batch again and again (our loop's own overhead).
 - real: our `train_one_epoch` over the real loader (store -> augmentation -> rasteriser), with the loader
-  workers the training plan picks for this device (doodle.plan).
+  workers the training plan picks for this device (doodle.train.plan).
 
 `ratio_vs_plain` = real / plain (goal >= 0.9); `ratio` = real / premade (is the model starved?).
 With `--run outputs/<run>/fold0` it also reports that finished run's images per second of wall time
@@ -23,17 +23,13 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from doodle import resources
+from benchmarks._common import ROOT, prepared_store
 from doodle.config import load_config
-from doodle.data import BatchDataset, QuotaSampler, make_loader, make_split
-from doodle.engine import TrainState, resolve_precision, to_input, train_one_epoch
-from doodle.models import build_model
-from doodle.plan import fit_workers, probe
-from doodle.prepare import PrepareOptions, prepare
-from doodle.store import Store
-from doodle.training import build_optimizer, build_scheduler
-
-ROOT = Path(__file__).resolve().parents[2]
+from doodle.models.factory import build_model
+from doodle.train.data import BatchDataset, QuotaSampler, make_loader, make_split
+from doodle.train.engine import resolve_precision, to_input, train_one_epoch
+from doodle.train.optim import build_train_state
+from doodle.train.plan import fit_workers, probe
 
 
 def rich_classes(data: Path, min_count: int = 120) -> list[str]:
@@ -87,8 +83,7 @@ def ours(cfg, store, device, steps: int) -> dict:
     workers = fit_workers(cfg, device.type, rates)
     out = {"workers": workers}
     for name, loader in (("premade", [first] * len(sampler)), ("real", make_loader(ds, sampler, workers))):
-        opt = build_optimizer(cfg, model)
-        state = TrainState(opt, build_scheduler(cfg, opt), None, resolve_precision(cfg.train.amp, device))
+        model, state = build_train_state(cfg, model, "image", device)
         train_one_epoch(model, [first] * 3, state, device, 0, lambda e: e, progress=False)  # warm-up
         _sync(device)
         t = time.perf_counter()
@@ -110,9 +105,7 @@ def run(args):
     classes = rich_classes(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "store"
-        opts = PrepareOptions(classes=classes, all_known=set(resources.google_classes()))
-        prepare([args.data / "train_simplified"], store_path, opts)
-        store = Store(store_path)
+        store, _, _ = prepared_store([args.data / "train_simplified"], store_path, classes, workers=None)
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
         for device in devices:
             cpu = device.type == "cpu"

@@ -9,6 +9,8 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
+from doodle.errors import UserError
+
 
 @cache
 def kaggle_classes() -> list[str]:
@@ -34,7 +36,7 @@ def load_class_list(spec: str | Path | list | None, default: list[str]) -> list[
         words = [w.strip() for w in str(spec).split(",")]
     words = [w.replace("_", " ") for w in words if w]
     if not words:
-        raise ValueError(f"class list {spec!r} is empty")
+        raise UserError(f"class list {spec!r} is empty")
     return words
 
 
@@ -48,8 +50,8 @@ def check_classes(words: Sequence[str], known: Sequence[str]) -> list[str]:
     if bad:
         near = {w: ", ".join(difflib.get_close_matches(w, known, n=3, cutoff=0.5)) for w in bad[:5]}
         hints = [f"{w!r} ({'nearest: ' + n if n else 'nothing close'})" for w, n in near.items()]
-        raise ValueError(f"unknown class name(s): {'; '.join(hints)}")
+        raise UserError(f"unknown class name(s): {'; '.join(hints)}")
     twice = sorted(w for w, n in Counter(out).items() if n > 1)
     if twice:
-        raise ValueError(f"class name(s) given more than once: {', '.join(map(repr, twice))}")
+        raise UserError(f"class name(s) given more than once: {', '.join(map(repr, twice))}")
     return out

@@ -1,0 +1,295 @@
+"""The drawing page: draw and see the top-3 guesses and the network's input; label drawings; review mistakes.
+
+    streamlit run src/app.py [-- --run outputs/r18_boost] [--outputs outputs] [--collected input/collected]
+
+Runs are the finished fold folders under --outputs (config.yaml + checkpoints/best.pt); each renders with
+its own saved config. The logic lives in doodle.app.guesses (drawing -> guesses) and doodle.app.labels (label mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from doodle import resources
+from doodle.app import guesses, labels
+from doodle.predict.loaded_run import LoadedRun, load_run
+from doodle.runs.folder import RunDir, find_folds
+from doodle.store.format import Store
+
+ENSEMBLE = "ensemble of all"
+CANVAS_PX = 280
+PER_PAGE = 12
+NO_RUN = """**No trained run under `{root}`.** The page needs one: a folder with `config.yaml` and
+`checkpoints/best.pt`. Make one on the bundled sample (a few minutes on a CPU):
+
+    make demo
+
+or step by step:
+
+    python tools/prepare.py --src input/sample --out input/demo_store
+    python src/train.py --cfg configs/demo.yaml
+
+then reload this page (or start it with `-- --outputs DIR` / `-- --run outputs/<run>`)."""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="streamlit run src/app.py --", description="the doodle drawing page")
+    p.add_argument("--outputs", type=Path, default=Path("outputs"), help="folder searched for finished runs")
+    p.add_argument("--run", type=Path, help="a run (or fold) folder to select first")
+    p.add_argument("--collected", type=Path, default=Path("input/collected"),
+                   help="label mode writes <word>.ndjson here")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per guess (1 stays fast when other work shares the cores)")
+    args, unknown = p.parse_known_args(argv)
+    args.unknown = unknown
+    return args
+
+
+# No cap on entries: the "ensemble of all" needs every fold loaded at once, however many there are.
+@st.cache_resource(show_spinner="Loading model...", max_entries=None)
+def _load(path: str, stamp: float) -> LoadedRun:
+    return load_run(path, "cpu")
+
+
+def loaded(path: Path) -> LoadedRun:
+    """The run at `path`, loaded once per server (reloaded when its best.pt changes)."""
+    return _load(str(path), RunDir(path).best.stat().st_mtime)
+
+
+@st.cache_resource(show_spinner="Indexing the store...", max_entries=4)
+def key_index(store_root: str, stamp: float) -> guesses.KeyIndex:
+    return guesses.KeyIndex(Store(store_root))
+
+
+@st.cache_resource(show_spinner="Finding mistakes...", max_entries=16)
+def run_mistakes(path: str, stamp: float) -> list[guesses.Mistake]:
+    """Shared, not copied, between reruns and sessions: the page only reads it."""
+    return guesses.mistakes(loaded(Path(path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def collected_counts(root: str, words: tuple[str, ...], files: tuple) -> dict[str, int]:
+    """labels.counts, read again only when the collected files change (`files`: labels.file_stamps)."""
+    return labels.counts(root, words)
+
+
+def choose_runs(args: argparse.Namespace) -> list[Path]:
+    """The sidebar's model choice: one run, or every run for the ensemble."""
+    runs = guesses.find_runs(args.outputs)
+    if args.run:
+        try:
+            first = [f.root for f in find_folds(args.run)]
+        except FileNotFoundError as e:
+            st.sidebar.error(str(e))
+            first = []
+        runs = first + [r for r in runs if r.resolve() not in {f.resolve() for f in first}]
+    named = {guesses.run_label(r, args.outputs): r for r in runs}
+    if not named:
+        return []
+    options = list(named) + ([ENSEMBLE] if len(named) > 1 else [])
+    choice = st.sidebar.selectbox("Model", options, key="model",
+                                  help=f"finished runs under {args.outputs}; the ensemble averages probabilities")
+    return list(named.values()) if choice == ENSEMBLE else [named[choice]]
+
+
+def load_members(paths: list[Path]) -> list[LoadedRun]:
+    try:
+        runs = [loaded(p) for p in paths]
+    except (OSError, ValueError) as e:
+        st.error(f"Cannot load the model: {e}")
+        st.stop()
+    members, left_out = guesses.compatible(runs)
+    if left_out:
+        st.sidebar.warning(f"left out of the ensemble (other classes): {', '.join(r.run.run_name for r in left_out)}")
+    for lr in members[:4]:
+        st.sidebar.caption(f"`{lr.run.root}`: {lr.cfg.model.name}, {lr.spec.encoding} at {lr.spec.size} px, "
+                           f"{len(lr.classes)} classes")
+    return members
+
+
+def canvas(key: str) -> tuple[dict | None, list[float]]:
+    """The drawing canvas; each stroke's arrival time is kept in the session (the canvas records none)."""
+    from streamlit_drawable_canvas import st_canvas  # importable only inside a running page
+
+    res = st_canvas(stroke_width=4, stroke_color="#000000", background_color="#ffffff", width=CANVAS_PX,
+                    height=CANVAS_PX, drawing_mode="freedraw", key=key)
+    tkey = f"{key}_times"
+    st.session_state[tkey] = guesses.stroke_times(st.session_state.get(tkey, []), guesses.count_paths(res.json_data),
+                                               time.time() * 1000.0)
+    return res.json_data, st.session_state[tkey]
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def guess_chart(top: list[tuple[str, float]]) -> alt.Chart:
+    """Horizontal bars on a fixed 0..100% axis, best guess on top."""
+    df = pd.DataFrame({"guess": [w for w, _ in top], "probability": [p for _, p in top]})
+    return alt.Chart(df, height=150).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title=None)),
+        y=alt.Y("guess:N", sort=None, title=None), tooltip=["guess", alt.Tooltip("probability:Q", format=".1%")])
+
+
+def show_guesses(a: guesses.Analysis) -> None:
+    if a.status == "empty":
+        st.info(a.message)
+        return
+    if a.status != "ok":
+        st.warning(a.message)
+        return
+    top = a.top(3)
+    st.altair_chart(guess_chart(top), width="stretch")
+    st.markdown("\n".join(f"{i}. **{w}** {p:.0%}" for i, (w, p) in enumerate(top, 1)))
+    ms = a.ms
+    st.caption(f"{ms['total']:.0f} ms on the server (parse {ms['parse']:.1f}, simplify {ms['simplify']:.1f}, "
+               f"render + model {ms['model']:.1f}); {plural(a.raw.n_strokes, 'stroke')}, "
+               f"{plural(a.simplified.n_points, 'point')} after simplification")
+
+
+def show_channels(a: guesses.Analysis) -> None:
+    """What the network sees: each channel of each distinct input spec as a grey image."""
+    if a.status != "ok":
+        return
+    st.subheader("What the network sees")
+    for spec, image in zip(a.specs, a.images, strict=True):
+        st.caption(f"{spec.encoding} encoding, {spec.size} x {spec.size} px, line width {spec.line_width}")
+        chans = guesses.channels(image, spec, zoom=max(1, 128 // spec.size))
+        for col, (name, grey) in zip(st.columns(max(len(chans), 3)), chans, strict=False):
+            col.image(grey, caption=name)
+
+
+def draw_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
+    st.title("Draw a doodle")
+    st.caption("Draw with the mouse: the guesses follow every stroke. Undo and clear are in the canvas toolbar.")
+    left, right = st.columns([1, 1])
+    with left:
+        st.subheader("Draw here")  # also keeps the canvas toolbar clear of the text above
+        json_data, times = canvas("draw_canvas")
+    a = guesses.analyse(json_data, times, runs)
+    with right:
+        st.subheader("Guesses")
+        show_guesses(a)
+    show_channels(a)
+
+
+def class_accuracy(runs: list[LoadedRun]) -> np.ndarray | None:
+    """Validation accuracy per class of the chosen model(s) (the members' mean), when the checkpoints have it."""
+    acc = [r.per_class_acc for r in runs if r.per_class_acc is not None]
+    return np.mean(acc, axis=0) if acc else None
+
+
+def challenge(runs: list[LoadedRun], words: list[str]) -> None:
+    """Button callback: pick a word the model often gets wrong (before the word box is drawn)."""
+    word = labels.challenge_word(runs[0].classes, class_accuracy(runs), np.random.default_rng())
+    if word in words:
+        st.session_state.label_word = word
+
+
+def save(a: guesses.Analysis, word: str, words: list[str], args: argparse.Namespace) -> None:
+    recognized = bool(a.top(1)) and a.top(1)[0][0] == word
+    try:
+        path, rec = labels.append_drawing(args.collected, words, word, a.raw,
+                                           st.session_state.get("label_cc", ""), recognized)
+    except (labels.CollectError, OSError) as e:
+        st.error(f"Not saved: {e}")
+        return
+    n = st.session_state.get("label_saved", 0)
+    st.session_state.pop(f"label_canvas_{n}_times", None)
+    st.session_state.label_saved = n + 1  # a new canvas key: a fresh, empty canvas
+    st.session_state.label_msg = (f"Saved '{word}' to {path} (key_id {rec['key_id']}, "
+                                  f"{'recognized' if recognized else 'not recognized'}).")
+    st.rerun()
+
+
+def label_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
+    words = resources.kaggle_classes()
+    st.title("Label mode")
+    st.caption(f"Pick a word, draw it, save: one Google raw ndjson line in `{args.collected}/<word>.ndjson`, "
+               "read by `tools/prepare.py` like any raw file.")
+    if "label_word" not in st.session_state:  # start with a challenge
+        st.session_state.label_word = words[0]
+        challenge(runs, words)
+    c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+    word = c1.selectbox("Word (type to search)", words, key="label_word")
+    c2.button("Challenge me", on_click=challenge, args=(runs, words),
+              help="a word the current model often gets wrong (its validation accuracy per class)")
+    c3.text_input("Country", max_chars=2, key="label_cc", placeholder="GB")
+    if msg := st.session_state.pop("label_msg", None):
+        st.success(msg)
+    left, right = st.columns([1, 1])
+    with left:
+        st.markdown(f"#### Draw: **{word}**")
+        acc = class_accuracy(runs)
+        if acc is not None and word in runs[0].classes:
+            st.caption(f"The model gets {word} right {acc[runs[0].classes.index(word)]:.0%} of the time "
+                       "on its validation drawings.")
+        json_data, times = canvas(f"label_canvas_{st.session_state.get('label_saved', 0)}")
+    a = guesses.analyse(json_data, times, runs)
+    with right:
+        st.subheader("Guesses")
+        show_guesses(a)
+        if st.button("Save drawing", type="primary", disabled=a.status != "ok", key="label_save"):
+            save(a, word, words, args)
+    counts = collected_counts(str(args.collected), tuple(words), labels.file_stamps(args.collected))
+    st.subheader(f"Collected so far: {sum(counts.values())} drawing(s) of {len(counts)} word(s)")
+    if counts:
+        st.dataframe(pd.DataFrame({"word": list(counts), "drawings": list(counts.values())}),
+                     hide_index=True, height=min(400, 40 + 35 * len(counts)))
+
+
+def review_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
+    st.title("Validation mistakes")
+    lr = runs[0]
+    if len(runs) > 1:
+        names = [str(r.run.root) for r in runs]
+        lr = runs[names.index(st.selectbox("Run", names, key="review_run"))]
+    try:
+        found = run_mistakes(str(lr.run.root), lr.run.val_logits.stat().st_mtime)
+        index = key_index(lr.cfg.data.store, Path(lr.cfg.data.store, "store.json").stat().st_mtime)
+    except (OSError, ValueError) as e:
+        st.warning(f"Cannot review {lr.run.root}: {e}")
+        return
+    sl, pages = guesses.page_slice(len(found), st.session_state.get("review_page", 1), PER_PAGE)
+    st.caption(f"{len(found)} drawings of the validation fold whose top guess is wrong, worst classes first "
+               f"(per-class accuracy), rendered from `{lr.cfg.data.store}` as `{lr.run.run_name}` sees them.")
+    st.columns([1, 3])[0].number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key="review_page")
+    zoom = max(1, 128 // lr.spec.size)
+    for start in range(sl.start, sl.stop, 4):
+        for col, m in zip(st.columns(4), found[start : min(start + 4, sl.stop)], strict=False):
+            with col:
+                try:
+                    img = guesses.display_image(guesses.model_image(index.drawing(m.key_id), lr.spec))
+                except KeyError as e:
+                    st.warning(str(e))
+                    continue
+                st.image(guesses.enlarge(img, zoom), caption=f"key_id {m.key_id}")
+                st.markdown(f"true **{m.true}** (class accuracy {m.class_acc:.0%})  \n"
+                            + "  \n".join(f"{i}. {w} {p:.0%}" for i, (w, p) in enumerate(m.guesses, 1)))
+
+
+MODES = {"Draw": draw_mode, "Label": label_mode, "Review": review_mode}
+
+
+def main() -> None:
+    st.set_page_config(page_title="doodle", layout="wide")
+    args = parse_args(sys.argv[1:])
+    torch.set_num_threads(max(1, args.threads))
+    if args.unknown:
+        st.sidebar.warning(f"ignored arguments: {' '.join(args.unknown)}")
+    st.sidebar.title("doodle")
+    mode = st.sidebar.radio("Mode", list(MODES), key="mode", horizontal=True)
+    paths = choose_runs(args)
+    if not paths:
+        st.info(NO_RUN.format(root=args.outputs))
+        st.stop()
+    MODES[mode](load_members(paths), args)

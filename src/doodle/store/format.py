@@ -1,0 +1,198 @@
+"""The prepared store: drawings as vectors in flat memory-mapped arrays, plus metadata and folds.
+
+Layout of a store folder::
+
+    store.json        format version, counts, classes, folds, which array files exist
+    xy.u8             (P, 2) uint8   all points, simplified 0..255 box
+    t.i32             (P,)   int32   ms since the drawing's first point; -1 for untimed drawings
+    stroke_len.i32    (S,)   int32   points per stroke
+    pt_off.i64        (N+1,) int64   first point of each drawing
+    st_off.i64        (N+1,) int64   first stroke of each drawing
+    key_id.i64 label.i16 fold.i8 raw.u1     (N,) per-drawing columns used by training
+    meta.parquet      key_id, countrycode, recognized, timestamp, source, line (for tools and reports)
+    summary.json      kept / rejected / duplicates, per class and per reason
+    rejects.csv       every row that did not make it in, with file, line, key_id and reason
+
+Arrays are opened with np.memmap, so DataLoader workers share the page cache instead of each holding a
+copy. Folds come from a fixed hash of key_id: the same drawing lands in the same fold on every machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from doodle.drawing.batch import ranges
+from doodle.drawing.strokes import Drawing
+from doodle.errors import UserError
+
+FORMAT_VERSION = 1
+ARRAYS = {  # name -> (dtype, trailing shape)
+    "xy": (np.uint8, (2,)),
+    "t": (np.int32, ()),
+    "stroke_len": (np.int32, ()),
+    "pt_off": (np.int64, ()),
+    "st_off": (np.int64, ()),
+    "key_id": (np.int64, ()),
+    "label": (np.int16, ()),
+    "fold": (np.int8, ()),
+    "raw": (np.uint8, ()),
+}
+SUFFIX = {np.uint8: "u8", np.int32: "i32", np.int64: "i64", np.int16: "i16", np.int8: "i8"}
+
+
+def array_path(root: Path, name: str) -> Path:
+    dtype, _ = ARRAYS[name]
+    return Path(root) / f"{name}.{SUFFIX[dtype] if name != 'raw' else 'u1'}"
+
+
+def fold_of(key_id: np.ndarray, n_folds: int) -> np.ndarray:
+    """Fold of each key_id from a fixed 64-bit mix (splitmix64), independent of order and machine."""
+    z = np.asarray(key_id, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(n_folds)).astype(np.int8)
+
+
+class ArrayAppender:
+    """Append-only binary files for the store's arrays (one open handle per array).
+
+    `sync` flushes them to disk on close (the final store); temporary shards skip it, as it costs more
+    than writing them.
+    """
+
+    def __init__(self, root: Path, names: list[str], sync: bool = True):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.files = {n: open(array_path(self.root, n), "wb") for n in names}
+        self.counts = dict.fromkeys(names, 0)
+        self.sync = sync
+
+    def append(self, name: str, values: np.ndarray) -> None:
+        dtype, tail = ARRAYS[name]
+        arr = np.ascontiguousarray(values, dtype=dtype)
+        assert arr.shape[1:] == tail, (name, arr.shape)
+        self.files[name].write(arr.tobytes())
+        self.counts[name] += len(arr)
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.flush()
+            if self.sync:
+                os.fsync(f.fileno())
+            f.close()
+
+
+def open_array(root: Path, name: str, count: int) -> np.ndarray:
+    """Memory-map one array of a store (read-only); empty arrays come back as empty ndarrays."""
+    dtype, tail = ARRAYS[name]
+    if count == 0:
+        return np.zeros((0, *tail), dtype=dtype)
+    return np.memmap(array_path(root, name), dtype=dtype, mode="r", shape=(count, *tail))
+
+
+@dataclass
+class StoreInfo:
+    n_drawings: int
+    n_strokes: int
+    n_points: int
+    classes: list[str]
+    n_folds: int
+    has_time: bool
+
+
+class Store:
+    """Read access to a prepared store; cheap to pickle (workers re-open the memory maps lazily)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        manifest = self.root / "store.json"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{self.root}: not a prepared store (no store.json); "
+                                    "run `python tools/prepare.py --src input/ --out input/store` first")
+        meta = json.loads(manifest.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise UserError(f"{manifest}: format_version {meta.get('format_version')}, "
+                             f"this code reads {FORMAT_VERSION}; prepare the store again")
+        self.info = StoreInfo(meta["n_drawings"], meta["n_strokes"], meta["n_points"], meta["classes"],
+                              meta["n_folds"], meta["has_time"])
+        self._arrays: dict[str, np.ndarray] | None = None
+        self._by_key: tuple[np.ndarray, np.ndarray] | None = None  # (row order, key_ids sorted), built on use
+
+    def __getstate__(self):
+        return {"root": self.root, "info": self.info, "_arrays": None, "_by_key": None}
+
+    def rows_of(self, key_ids) -> np.ndarray:
+        """The rows holding these key_ids, -1 where one is not in the store (a sorted index, built once)."""
+        if self._by_key is None:
+            keys = np.asarray(self.key_id)
+            order = np.argsort(keys, kind="stable")
+            self._by_key = order, keys[order]
+        order, keys = self._by_key
+        q = np.asarray(key_ids, np.int64).reshape(-1)
+        if not len(keys):
+            return np.full(len(q), -1, np.int64)
+        i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+        return np.where(keys[i] == q, order[i], -1)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.info.classes
+
+    def __len__(self) -> int:
+        return self.info.n_drawings
+
+    def _counts(self) -> dict[str, int]:
+        n, s, p = self.info.n_drawings, self.info.n_strokes, self.info.n_points
+        return {"xy": p, "t": p if self.info.has_time else 0, "stroke_len": s, "pt_off": n + 1,
+                "st_off": n + 1, "key_id": n, "label": n, "fold": n, "raw": n}
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = {k: open_array(self.root, k, c) for k, c in self._counts().items()}
+        return self._arrays
+
+    @property
+    def key_id(self) -> np.ndarray:
+        return self.arrays["key_id"]
+
+    @property
+    def label(self) -> np.ndarray:
+        return self.arrays["label"]
+
+    @property
+    def fold(self) -> np.ndarray:
+        return self.arrays["fold"]
+
+    def drawing(self, i: int) -> Drawing:
+        """Drawing i (float32 points in the 0..255 box; times when the drawing had them)."""
+        a = self.arrays
+        p0, p1 = int(a["pt_off"][i]), int(a["pt_off"][i + 1])
+        s0, s1 = int(a["st_off"][i]), int(a["st_off"][i + 1])
+        ends = np.cumsum(a["stroke_len"][s0:s1], dtype=np.int64)
+        t = None
+        if self.info.has_time and a["raw"][i]:
+            t = np.asarray(a["t"][p0:p1], dtype=np.float64)
+        return Drawing(np.asarray(a["xy"][p0:p1], dtype=np.float32), ends, t)
+
+    def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flat arrays for drawings `idx`: xy (P,2) uint8, t (P,) int32 (-1 untimed), stroke_len, n_strokes."""
+        a = self.arrays
+        idx = np.asarray(idx, dtype=np.int64)
+        p0, p1 = a["pt_off"][idx], a["pt_off"][idx + 1]
+        s0, s1 = a["st_off"][idx], a["st_off"][idx + 1]
+        pts = ranges(p0, p1)
+        sts = ranges(s0, s1)
+        xy = a["xy"][pts]
+        t = a["t"][pts] if self.info.has_time else np.full(len(pts), -1, np.int32)
+        if self.info.has_time:
+            t = np.where(np.repeat(a["raw"][idx].astype(bool), p1 - p0), t, -1).astype(np.int32)
+        return xy, t, a["stroke_len"][sts], (s1 - s0).astype(np.int32)

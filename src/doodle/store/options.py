@@ -1,0 +1,33 @@
+"""What `prepare` is asked to do (`PrepareOptions`) and what it found in each file (`FileResult`).
+
+Shared by `prepare` (which fills them) and `merge` (which writes them into the summary), so neither of the
+two imports the other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from doodle.drawing.strokes import DEFAULT_LIMITS, Limits
+from doodle.store.line_blocks import CHUNK_BYTES
+
+
+@dataclass
+class PrepareOptions:
+    classes: list[str]
+    all_known: set[str]  # words that are real classes, selected or not (others are rejected)
+    n_folds: int = 5
+    limits: Limits = DEFAULT_LIMITS
+    chunk_bytes: int = CHUNK_BYTES
+
+
+@dataclass
+class FileResult:
+    path: str
+    rows: int = 0
+    kept: int = 0
+    filtered: int = 0
+    rejected: int = 0
+    per_reason: Counter = field(default_factory=Counter)
+    has_time: bool = False

@@ -1,0 +1,236 @@
+"""Datasets, the per-class quota sampler (with accuracy-driven resampling) and loaders.
+
+Batches are built whole: the sampler yields a list of store indices, and one dataset call gathers their
+points, augments them in stroke space and renders them with one compiled call. Images leave the loader as
+uint8 NHWC; the float conversion happens on the device (`engine.to_input`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from doodle.config import Config
+from doodle.drawing.batch import Batch, ranges
+from doodle.errors import UserError
+from doodle.render.augment import Points, StrokeAugment, apply_albumentations, build_albumentations, flip_x
+from doodle.render.raster import RasterSpec, raster_spec, render_batch
+from doodle.render.sequence import encode_sequences
+from doodle.resources import load_class_list
+from doodle.store.format import Store
+
+
+@dataclass
+class Split:
+    """Store indices of the training and validation drawings of one fold, with model-space labels."""
+
+    classes: list[str]
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    store_to_model: np.ndarray  # store label -> model label (-1 = class not used)
+
+    def targets(self, store: Store, idx: np.ndarray) -> np.ndarray:
+        return self.store_to_model[np.asarray(store.label[idx])]
+
+
+def select_classes(store: Store, spec) -> list[str]:
+    """`data.classes` resolved against the store: 'all' = every class with drawings in it."""
+    if spec in (None, "all"):
+        counts = np.bincount(np.asarray(store.label), minlength=len(store.classes))
+        return [c for c, n in zip(store.classes, counts, strict=True) if n > 0]
+    words = load_class_list(spec, store.classes)
+    missing = [w for w in words if w not in store.classes]
+    if missing:
+        raise UserError(f"data.classes: {missing[:5]} not in the store {store.root} "
+                         f"({len(store.classes)} classes)")
+    if len(set(words)) != len(words):
+        raise UserError("data.classes lists a word twice")
+    return words
+
+
+def make_split(store: Store, cfg: Config, fold: int) -> Split:
+    """Fold `fold` held out (folds fixed by key_id hash); validation optionally capped per class."""
+    if not 0 <= fold < store.info.n_folds:
+        raise UserError(f"--fold {fold} out of range: the store has folds 0..{store.info.n_folds - 1}")
+    classes = select_classes(store, cfg.data.classes)
+    if not classes:
+        raise UserError(f"no classes selected from store {store.root}")
+    store_to_model = np.full(len(store.classes), -1, np.int64)
+    store_to_model[[store.classes.index(c) for c in classes]] = np.arange(len(classes))
+    label = np.asarray(store.label)
+    usable = store_to_model[label] >= 0
+    if cfg.data.max_drawings:
+        usable &= np.arange(len(label)) < cfg.data.max_drawings
+    fold_arr = np.asarray(store.fold)
+    train_idx = np.flatnonzero(usable & (fold_arr != fold))
+    val_idx = np.flatnonzero(usable & (fold_arr == fold))
+    if cfg.data.val_per_class:
+        val_idx = cap_per_class(val_idx, label[val_idx], np.asarray(store.key_id)[val_idx], cfg.data.val_per_class)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise UserError(f"fold {fold} leaves {len(train_idx)} training and {len(val_idx)} validation drawings")
+    return Split(classes, train_idx, val_idx, store_to_model)
+
+
+def cap_per_class(idx: np.ndarray, labels: np.ndarray, key_id: np.ndarray, cap: int) -> np.ndarray:
+    """At most `cap` drawings per class, chosen by a fixed hash of key_id (the same for every run)."""
+    order = np.lexsort((_hash_rank(key_id), labels))
+    ranked_labels = labels[order]
+    first = np.searchsorted(ranked_labels, ranked_labels, side="left")
+    rank = np.arange(len(order)) - first
+    return np.sort(idx[order[rank < cap]])
+
+
+def _hash_rank(key_id: np.ndarray) -> np.ndarray:
+    z = np.asarray(key_id, np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
+        z = z ^ (z >> np.uint64(33))
+    return z
+
+
+def quota_weights(acc: np.ndarray, floor: float = 0.25) -> np.ndarray:
+    """Each class's share of N next epoch: (1 - acc) + floor (acc NaN -> treated as 0)."""
+    acc = np.nan_to_num(np.asarray(acc, np.float64), nan=0.0).clip(0.0, 1.0)
+    return 1.0 - acc + floor
+
+
+def boosted_quotas(per_class: int, acc: np.ndarray, floor: float = 0.25) -> np.ndarray:
+    """Next epoch's drawings per class: N* = N (1 - acc) + floor * N (acc NaN -> treated as 0)."""
+    return np.rint(per_class * quota_weights(acc, floor)).astype(np.int64)
+
+
+class QuotaSampler(Sampler):
+    """Yields batches (lists of store indices): quota[c] drawings of each class, shuffled, per epoch.
+
+    Classes with fewer drawings than their quota are sampled with replacement. With `world_size > 1` the
+    epoch is padded to a multiple of world_size * batch_size and rank r takes every world_size-th batch,
+    so ranks never share a drawing within an epoch.
+    """
+
+    def __init__(self, idx: np.ndarray, targets: np.ndarray, n_classes: int, quotas: np.ndarray,
+                 batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        idx, targets = np.asarray(idx), np.asarray(targets)
+        order = np.argsort(targets, kind="stable")  # class by class, store order kept within each class
+        bounds = np.searchsorted(targets[order], np.arange(n_classes + 1))
+        self.by_class = np.split(idx[order], bounds)[1:-1]  # labels outside 0..n_classes-1 dropped
+        self.quotas = np.asarray(quotas, np.int64)
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int, quotas: np.ndarray | None = None) -> None:
+        self.epoch = epoch
+        if quotas is not None:
+            self.quotas = np.asarray(quotas, np.int64)
+
+    def epoch_indices(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        parts = []
+        for members, q in zip(self.by_class, self.quotas, strict=True):
+            if q <= 0 or len(members) == 0:
+                continue
+            parts.append(rng.choice(members, size=int(q), replace=bool(q > len(members))))
+        allidx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        rng.shuffle(allidx)
+        chunk = self.batch_size * self.world_size
+        pad = (-len(allidx)) % chunk
+        if pad and len(allidx):
+            allidx = np.resize(allidx, len(allidx) + pad)  # repeats from the start, however short the epoch
+        return allidx
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.epoch_indices().reshape(-1, self.batch_size)
+        yield from (b.tolist() for b in batches[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        total = int(self.quotas.sum())
+        chunk = self.batch_size * self.world_size
+        return math.ceil(total / chunk) if total else 0
+
+
+class MemoryDrawings:
+    """Drawings read from files (e.g. Kaggle's unlabelled test CSV) with the Store's gather interface."""
+
+    def __init__(self, batch: Batch):
+        self.batch = batch
+        self.key_id = batch.key_id
+        self.st_off, self.pt_off = batch.offsets()
+
+    def __len__(self) -> int:
+        return len(self.key_id)
+
+    def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        b = self.batch
+        pts = ranges(self.pt_off[idx], self.pt_off[idx + 1])
+        return b.xy[pts], b.t[pts], b.stroke_len[ranges(self.st_off[idx], self.st_off[idx + 1])], b.n_strokes[idx]
+
+
+class BatchDataset(Dataset):
+    """`dataset[list_of_indices]` -> a whole model-ready batch (images or sequences).
+
+    The source is a Store (training / validation, `split` gives targets) or MemoryDrawings (prediction,
+    `split=None`: no targets).
+    """
+
+    def __init__(self, store: Store | MemoryDrawings, split: Split | None, cfg: Config, input_kind: str = "image",
+                 train: bool = False, seed: int = 0, flip: bool = False):
+        self.store, self.split, self.cfg = store, split, cfg
+        self.input_kind, self.train, self.seed, self.flip = input_kind, train, seed, flip
+        self.spec = raster_spec(cfg)
+        self.augment = StrokeAugment(cfg.augment) if train else None
+        self.albu = build_albumentations(cfg.augment.albumentations) if train else None
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, batch: list[int]) -> dict:
+        idx = np.asarray(batch, np.int64)
+        xy, t, slen, nst = self.store.gather(idx)
+        pts = Points(xy.astype(np.float32), t, slen, nst)
+        rng = np.random.default_rng(np.concatenate([[self.seed], idx])) if self.train else None
+        if self.augment is not None:
+            pts = self.augment(pts, rng)
+        if self.flip:
+            pts = flip_x(pts)
+        out = {"key_id": torch.from_numpy(np.asarray(self.store.key_id[idx]))}
+        if self.split is not None:
+            out["target"] = torch.from_numpy(self.split.targets(self.store, idx))
+        out.update(make_inputs(pts, self.cfg, self.spec, self.input_kind, self.albu, rng))
+        return out
+
+
+def make_inputs(pts: Points, cfg: Config, spec: RasterSpec, input_kind: str, albu=None,
+                rng: np.random.Generator | None = None) -> dict:
+    """Points -> model inputs: {'image': uint8 (B,H,W,C)} or {'seq': float (B,L,F), 'seq_len': (B,)}."""
+    if input_kind == "sequence":
+        drop = cfg.seq.point_dropout if rng is not None else 0.0  # rng only when training
+        seq, lengths = encode_sequences(pts, cfg.seq.max_points, cfg.seq.time, drop, rng)
+        return {"seq": torch.from_numpy(seq), "seq_len": torch.from_numpy(lengths)}
+    images = render_batch(pts.xy, pts.t, pts.stroke_len, pts.n_strokes, spec)
+    return {"image": torch.from_numpy(apply_albumentations(albu, images))}
+
+
+def fixed_batches(idx: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Consecutive batches of indices (validation / prediction order)."""
+    return [idx[i : i + batch_size].tolist() for i in range(0, len(idx), batch_size)]
+
+
+def make_loader(dataset: Dataset, batches, num_workers: int, seed: int = 0) -> DataLoader:
+    """A DataLoader whose every item is a whole batch (batch_size=None: no collation needed).
+
+    Workers persist across epochs (a restart costs 1.5-2.5 s per epoch); the batches are drawn in the main
+    process, so a sampler whose quotas change between epochs is still read afresh each epoch.
+    """
+    kwargs = {}
+    if num_workers > 0:
+        kwargs = {"persistent_workers": True, "prefetch_factor": 4,
+                  "multiprocessing_context": "fork"}
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
+                      pin_memory=torch.cuda.is_available(), generator=g, **kwargs)
+

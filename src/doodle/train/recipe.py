@@ -1,0 +1,296 @@
+"""Train one fold: `python src/train.py --cfg configs/r18_boost.yaml --fold 0 [--set train.epochs=3]`.
+
+Several GPUs or machines: `torchrun --nproc_per_node 4 src/train.py --cfg ... --fold 0`.
+The run folder outputs/<config name>/fold<k>/ gets the resolved config, logs, metrics, checkpoints and
+validation logits; `--resume` continues a killed run from checkpoints/last.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from doodle import cli
+from doodle.config import Config, load_config, save_config
+from doodle.metrics import per_class_accuracy
+from doodle.models.factory import build_model, input_kind_of
+from doodle.render.raster import raster_spec
+from doodle.runs.folder import RunDir, load_checkpoint, save_checkpoint, save_logits
+from doodle.store.format import Store
+from doodle.train.budget import Budget
+from doodle.train.data import (
+    BatchDataset,
+    QuotaSampler,
+    boosted_quotas,
+    fixed_batches,
+    make_loader,
+    make_split,
+    quota_weights,
+)
+from doodle.train.distributed import (
+    broadcast_object,
+    check_replicas,
+    gather_eval,
+    init_distributed,
+    max_over_ranks,
+    sync_buffers,
+)
+from doodle.train.engine import (
+    TrainState,
+    evaluate,
+    resolve_precision,
+    to_input,
+    train_one_epoch,
+    val_metrics,
+)
+from doodle.train.optim import build_train_state
+from doodle.train.plan import RunPlan, describe, next_per_class, plan_run, probe, val_seconds
+from doodle.train.records import (
+    EpochLog,
+    git_commit,
+    truncate_csv,
+)
+from doodle.train.rng import rng_state, seed_everything, set_rng_state
+
+log = logging.getLogger("train")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="train one fold of a doodle config")
+    p.add_argument("--cfg", required=True, type=Path, help="configs/<name>.yaml")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    p.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys: --set a.b=1 c.d=2 (repeatable)")
+    p.add_argument("--out", type=Path, default=Path("outputs"), help="outputs root")
+    p.add_argument("--name", default=None, help="run name (default: the config's name / file stem)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return cli.add_debug_flag(p).parse_args(argv)
+
+
+def prepare_run_dir(run: RunDir, args, main: bool) -> None:
+    if run.last.exists() and not (args.resume or args.overwrite):
+        raise cli.UserError(f"{run.root} already holds a run; use --resume to continue or --overwrite")
+    if args.resume and not run.last.exists():
+        raise cli.UserError(f"--resume: no checkpoint at {run.last}")
+    if main and args.overwrite and run.root.exists() and not args.resume:
+        shutil.rmtree(run.root)
+    if main:
+        try:
+            run.create()
+        except OSError as e:
+            raise cli.UserError(f"cannot create run folder {run.root}: {e.strerror}") from None
+
+
+def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quotas: np.ndarray):
+    """Model, loaders and training state; the sampler starts from `quotas` drawings per class."""
+    kind = input_kind_of(cfg)
+    n_cls = len(split.classes)
+    model = build_model(cfg, n_cls, raster_spec(cfg).channels).to(device)
+    model, state = build_train_state(cfg, model, kind, device, plan.epochs)
+    targets = split.targets(store, split.train_idx)
+    sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, plan.batch_size, args.seed, d.rank, d.world)
+    train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
+    train_loader = make_loader(train_ds, sampler, plan.num_workers, args.seed)
+    val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
+    flips = [False, True] if cfg.val.tta == "flip" else [False]
+    val_loaders = [make_loader(BatchDataset(store, split, cfg, kind, flip=f), val_batches, plan.num_workers)
+                   for f in flips]
+    return model, state, sampler, train_loader, val_loaders, train_ds
+
+
+def make_plan(cfg: Config, args, store: Store, split, device, d) -> RunPlan:
+    """Time a few steps on a throw-away model copy and fit the run to the device and budget (doodle.train.plan)."""
+    rates = None
+    if cfg.train.adapt and (cfg.train.max_minutes > 0 or device.type == "cpu"):
+        saved = rng_state()  # the probe's model and batch must not shift the run's random streams
+        kind = input_kind_of(cfg)
+        model = build_model(cfg, len(split.classes), raster_spec(cfg).channels).to(device)
+        bs = min(cfg.train.batch_size, 64) if device.type == "cpu" else cfg.train.batch_size
+        ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
+        first = split.train_idx[:: max(1, len(split.train_idx) // bs)][:bs].tolist()
+        rates = probe(cfg, model, lambda: ds[first], lambda b: to_input(b, device, False),
+                      resolve_precision(cfg.train.amp, device), device)
+        del model
+        set_rng_state(saved)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    plan = plan_run(cfg, len(split.classes), len(split.val_idx), device.type, rates, local_world, d.world)
+    return RunPlan.from_dict(broadcast_object(plan.to_dict(), d))  # every rank runs rank 0's plan
+
+
+def checkpoint_state(model, state: TrainState, epoch: int, quotas, best, history, classes, cfg, spent,
+                     plan: RunPlan) -> dict:
+    return {"model": model.state_dict(), "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "scaler": state.scaler.state_dict() if state.scaler else None,
+            "ema": state.ema.module.state_dict() if state.ema else None, "epoch": epoch, "step": state.step,
+            "quotas": torch.as_tensor(quotas), "best": best, "history": history, "rng": rng_state(),
+            "classes": classes, "config": cfg.to_dict(), "seconds": spent, "plan": plan.to_dict()}
+
+
+def restore(ckpt: dict, model, state: TrainState) -> None:
+    model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    if state.scaler and ckpt["scaler"]:
+        state.scaler.load_state_dict(ckpt["scaler"])
+    if state.ema and ckpt["ema"]:
+        state.ema.module.load_state_dict(ckpt["ema"])
+    state.step = int(ckpt.get("step", 0))
+    set_rng_state(ckpt["rng"])
+
+
+def validate(model, state: TrainState, loaders, device, d, n_cls: int, progress: bool) -> dict:
+    """Validate the raw weights and, with EMA, the averaged ones; the better by MAP@3 is kept.
+
+    Returns the kept evaluation (logits, targets, metrics, per-class accuracy, its weights) plus both MAP@3s.
+    """
+    candidates = {"raw": model, **({"ema": state.ema.module} if state.ema else {})}
+    results = {}
+    for name, m in candidates.items():
+        sync_buffers(m, d)
+        ev = gather_eval(evaluate(m, loaders, device, state.precision, state.channels_last, progress), d)
+        ev.update(val_metrics(ev["logits"], ev["target"]))
+        results[name] = ev
+    kept = max(results, key=lambda k: (results[k]["val/map3"], k == "ema"))  # a tie goes to the EMA
+    out = results[kept]
+    out["acc_c"] = per_class_accuracy(out["logits"], out["target"], n_cls)
+    out["weights"], out["module"] = kept, candidates[kept]
+    out["map3_by_weights"] = {k: v["val/map3"] for k, v in results.items()}
+    return out
+
+
+def final_validation(cfg: Config, model, run: RunDir, val_loaders, state, device, d, classes, progress) -> dict:
+    """The best checkpoint's weights validated with the run's TTA (val.tta); its logits are the run's
+    out-of-fold predictions (val_logits.npz) that ensembles read."""
+    best = load_checkpoint(run.best, classes)
+    model.load_state_dict(best["model"])
+    sync_buffers(model, d)
+    ev = gather_eval(evaluate(model, val_loaders, device, state.precision, state.channels_last, progress), d)
+    metrics = val_metrics(ev["logits"], ev["target"])
+    if d.main:
+        save_logits(run.val_logits, ev["logits"], ev["key_id"], classes, ev["target"])
+        best["metrics"] = {**best["metrics"], **metrics, "tta": cfg.val.tta}
+        save_checkpoint(best, run.best)
+    return {**metrics, "val/tta": cfg.val.tta}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.cfg, args.set)
+    if args.name:
+        cfg.name = args.name
+    d, device = init_distributed(args.device)
+    run = RunDir.make(args.out, cfg.name, args.fold)
+    prepare_run_dir(run, args, d.main)
+    cli.setup_logging(logfile=str(run.log) if d.main else None)
+    seed_everything(args.seed, cfg.train.deterministic)
+    clock = time.monotonic()
+    store = Store(cfg.data.store)
+    split = make_split(store, cfg, args.fold)
+    n_cls = len(split.classes)
+    ckpt = load_checkpoint(run.last, split.classes) if args.resume else None
+    plan = RunPlan.from_dict(ckpt["plan"]) if ckpt and ckpt.get("plan") else make_plan(cfg, args, store, split,
+                                                                                       device, d)
+    log.info(describe(plan, cfg))
+    quotas, best, history, start = np.full(n_cls, plan.per_class), None, [], 0
+    spent = time.monotonic() - clock  # the probe counts against the budget
+    model, state, sampler, train_loader, val_loaders, train_ds = build(cfg, args, store, split, device, d, plan,
+                                                                       quotas)
+    if ckpt:
+        restore(ckpt, model, state)
+        quotas, best, history = ckpt["quotas"].numpy(), ckpt["best"], ckpt["history"]
+        start, spent = ckpt["epoch"], ckpt["seconds"]
+        if d.main:
+            for f in (run.metrics, run.quotas):
+                truncate_csv(f, start)
+        log.info("resumed %s at epoch %d", run.last, start)
+    if d.main:
+        save_config(cfg, run.config, {"fold": args.fold, "seed": args.seed, "commit": git_commit(),
+                                      "argv": sys.argv, "device": str(device), "world_size": d.world,
+                                      "store_classes": len(store.classes), "classes": split.classes,
+                                      "plan": plan.to_dict()})
+    train_model = torch.compile(model) if cfg.train.compile else model
+    if d.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    epoch_val, final_val = (val_seconds(cfg, len(split.val_idx) // d.world + 1, plan.rates["eval"])
+                            if plan.rates else (0.0, 0.0))
+    # one agreed clock for all ranks (see Budget): refreshed every log_every steps under DDP; the final
+    # validation's time is kept out of the training budget
+    minutes = cfg.train.max_minutes
+    budget = Budget(max(minutes / 2, minutes - final_val / 60), spent,
+                    max_over_ranks(device) if d.enabled else None, every=cfg.train.log_every if d.enabled else 1)
+    epochs = plan.epochs
+    progress = not args.no_progress and d.main
+
+    def schedule_pos(e: float) -> float:
+        if plan.budget_s:  # the plan sizes each epoch to the time left: the schedule follows the epochs
+            return e
+        return max(e, budget.fraction() * epochs)  # a budget without a plan: the clock; 0 without a budget
+
+    tracker = EpochLog(run, split.classes, d.main)
+    if d.main and start == 0:
+        tracker.images(train_ds, sampler)
+    log.info("run %s: %d classes, %d train / %d val drawings, device %s x%d, model %s",
+             run.root, n_cls, len(split.train_idx), len(split.val_idx), device, d.world, cfg.model.name)
+    for epoch in range(start, epochs):
+        sampler.set_epoch(epoch, quotas)
+        tr = train_one_epoch(train_model, train_loader, state, device, epoch, schedule_pos, budget.check,
+                             progress=progress)
+        check_replicas(model, d)
+        ev = validate(model, state, val_loaders[:1], device, d, n_cls, progress)
+        row = tracker.epoch(epoch, tr, ev, quotas, ev["acc_c"], budget.spent)
+        history.append(row)
+        if best is None or row["val/map3"] > best["val/map3"]:
+            best = {k: row[k] for k in ("epoch", "val/map3", "val/acc1", "val/loss", "val/weights")}
+            if d.main:
+                save_logits(run.val_logits, ev["logits"], ev["key_id"], split.classes, ev["target"])
+                save_checkpoint({"model": ev["module"].state_dict(), "classes": split.classes,
+                                 "config": cfg.to_dict(), "epoch": epoch, "metrics": best,
+                                 "per_class_acc": torch.as_tensor(ev["acc_c"])}, run.best)
+        budget.refresh()  # on every rank, at the same point: all stop after the same epoch
+        factor = quota_weights(ev["acc_c"], cfg.train.boost_floor).sum() if cfg.train.boost else n_cls
+        per_class = next_per_class(plan, factor, budget.seconds - budget.agreed,
+                                   epochs - epoch - 1, tr["train/images"] / d.world / max(tr["train/seconds"], 1e-9),
+                                   epoch_val, cfg.data.per_class, d.world)
+        per_class = broadcast_object(per_class, d)  # measured speeds differ by rank; rank 0's epoch for all
+        quotas = (boosted_quotas(per_class, ev["acc_c"], cfg.train.boost_floor) if cfg.train.boost
+                  else np.full(n_cls, per_class))
+        if d.main:
+            save_checkpoint(checkpoint_state(model, state, epoch + 1, quotas, best, history, split.classes,
+                                             cfg, budget.spent, plan), run.last)
+        if budget.over():
+            log.info("time budget of %.1f min spent after epoch %d", cfg.train.max_minutes, epoch)
+            break
+    if d.enabled:
+        torch.distributed.barrier()  # best.pt is written by rank 0
+    final = final_validation(cfg, model, run, val_loaders, state, device, d, split.classes, progress)
+    if d.main:
+        summary = tracker.finish(history, budget.spent, device, d.world, len(split.train_idx),
+                                 len(split.val_idx), final)
+        print(json.dumps({k: summary[k] for k in ("run", "best_epoch", "val/map3", "val/acc1", "val/tta")}))
+    if d.enabled:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def console() -> int:
+    """`doodle-train`: `main` with one-line errors (exit status 2)."""
+    return cli.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(console())

@@ -1,0 +1,278 @@
+"""The drawing page's logic (doodle.app.guesses) and label-mode storage (doodle.app.labels), without Streamlit."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest_app import RAW, outputs_copy, tiny_run  # noqa: F401  (fixtures)
+
+from doodle import resources
+from doodle.app import guesses as page
+from doodle.app import labels as collect
+from doodle.drawing.canvas import parse_canvas
+from doodle.drawing.strokes import simplify_raw
+from doodle.models.factory import build_model
+from doodle.predict.loaded_run import load_run
+from doodle.render.raster import RasterSpec, render_drawing
+from doodle.store.format import Store
+from doodle.store.prepare import PrepareOptions, prepare
+from doodle.store.readers import read_ndjson
+from doodle.train.data import make_inputs
+
+WORDS = resources.kaggle_classes()
+
+
+def raw_records(n: int | None = None) -> list[dict]:
+    lines = [json.loads(line) for p in sorted(RAW.glob("*.ndjson")) for line in p.read_text().splitlines()]
+    return lines[:n] if n else lines
+
+
+def canvas_of(rec: dict) -> tuple[dict, list[float]]:
+    """A raw record as the canvas would send it (one path per stroke) and the strokes' arrival times."""
+    return page.canvas_from_strokes(rec["drawing"]), [float(s[2][-1]) for s in rec["drawing"]]
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_run):  # noqa: F811
+    return load_run(tiny_run[1] / "tiny" / "fold0")
+
+
+# ---- canvas -> image is the store's image ----------------------------------------------------------------
+
+def test_canvas_drawing_renders_as_the_store_does(tiny_run, loaded):  # noqa: F811
+    """Raw ndjson -> canvas JSON -> the page's path gives the image the store path (prepare -> render) gives."""
+    store = Store(tiny_run[0])
+    row = {int(k): i for i, k in enumerate(np.asarray(store.key_id))}
+    recs = raw_records()
+    assert len(recs) == len(store) > 100
+    specs = [loaded.spec, RasterSpec(size=64, encoding="grey"), RasterSpec(size=48, encoding="order3", line_width=3)]
+    for k, rec in enumerate(recs):
+        stored = store.drawing(row[int(rec["key_id"])])
+        data, times = canvas_of(rec)
+        if k % 10 == 0:  # the whole page step, model included, on a tenth of them (the forward is the cost)
+            a = page.analyse(data, times, [loaded])
+            assert a.status == "ok", a.message
+            simplified = a.simplified
+            np.testing.assert_array_equal(a.images[0], render_drawing(stored, loaded.spec))
+        else:  # the same chain as analyse, without the model
+            simplified = page.simplify(parse_canvas(page.canvas_paths(data), page.PAGE_LIMITS, times=times))
+        # the same simplified points and strokes as the store keeps (times differ: the canvas has none)
+        np.testing.assert_array_equal(simplified.xy, stored.xy)
+        np.testing.assert_array_equal(simplified.ends, stored.ends)
+        for spec in specs:
+            np.testing.assert_array_equal(page.model_image(simplified, spec), render_drawing(stored, spec))
+
+
+def test_time_channels_follow_the_strokes_arrival(loaded):
+    """Times from the page are per-stroke arrivals: order-only channels still match the store exactly."""
+    rec = max(raw_records(), key=lambda r: len(r["drawing"]))
+    a = page.analyse(*canvas_of(rec), [loaded])
+    spec = RasterSpec(size=32, encoding="time3")  # stroke_order, time, ink
+    ours = page.model_image(a.simplified, spec)
+    theirs = render_drawing(simplify_raw(parse_canvas(page.canvas_from_strokes(rec["drawing"]))), spec)
+    np.testing.assert_array_equal(ours[..., [0, 2]], theirs[..., [0, 2]])
+    assert np.all(np.diff(a.simplified.t[a.simplified.ends - 1]) >= 0)  # later strokes are later
+
+
+def test_shown_image_is_the_model_input(loaded):
+    rec = raw_records(1)[0]
+    a = page.analyse(*canvas_of(rec), [loaded])
+    fed = make_inputs(page.as_points(a.simplified), loaded.cfg, loaded.spec, loaded.input_kind)["image"]
+    np.testing.assert_array_equal(a.images[0], fed[0].numpy())
+    assert a.probs.shape == (len(loaded.classes),) and abs(a.probs.sum() - 1) < 1e-6
+    top = a.top(3)
+    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+    names = [n for n, _ in page.channels(a.images[0], loaded.spec, zoom=4)]
+    assert names == ["stroke_order", "point_order", "ink"]
+    assert page.channels(a.images[0], loaded.spec, zoom=4)[0][1].shape == (128, 128)
+
+
+def test_ensemble_renders_per_run_and_averages(loaded):
+    other = copy.copy(loaded)
+    other.cfg = copy.deepcopy(loaded.cfg)
+    other.cfg.raster.encoding, other.cfg.data.img_size = "grey", 48
+    # a 3-channel model cannot read a 1-channel image: the member's own model must match its own spec
+    other.model = build_model(other.cfg, len(loaded.classes), 1).eval()
+    a = page.analyse(*canvas_of(raw_records(1)[0]), [loaded, other])
+    assert [s.encoding for s in a.specs] == ["order3", "grey"] and a.images[1].shape == (48, 48, 1)
+    one = page.analyse(*canvas_of(raw_records(1)[0]), [loaded]).probs
+    two = page.analyse(*canvas_of(raw_records(1)[0]), [other]).probs
+    np.testing.assert_allclose(a.probs, (one + two) / 2, atol=1e-6)
+
+
+# ---- guard rails -------------------------------------------------------------------------------------
+
+def test_empty_and_broken_canvas():
+    for data in (None, {}, {"objects": []}, {"objects": "x"}, {"objects": [{"type": "rect"}]}):
+        assert page.analyse(data, [], []).status == "empty"
+    assert page.analyse({"objects": [{"type": "path", "path": []}]}, [0.0], []).status == "empty"
+    bad = page.analyse({"objects": [{"type": "path", "path": [["Z", "a"]]}]}, [0.0], [])
+    assert bad.status == "invalid" and "Cannot read" in bad.message
+
+
+def test_huge_drawings_are_refused_clearly():
+    rng = np.random.default_rng(0)
+    scribble = page.canvas_from_strokes([rng.uniform(0, 280, (2, 10_000))])
+    many = page.canvas_from_strokes([rng.uniform(0, 280, (2, 5)) for _ in range(500)])
+    for data in (scribble, many):
+        a = page.analyse(data, list(range(len(data["objects"]))), [])
+        assert a.status == "too_large" and "too large" in a.message.lower()
+
+
+def test_long_but_reasonable_drawing_is_accepted(loaded):
+    rng = np.random.default_rng(1)
+    walk = np.cumsum(rng.normal(0, 3, (3000, 2)), axis=0)
+    walk = (walk - walk.min(0)) / np.ptp(walk, 0).max() * 270
+    a = page.analyse(page.canvas_from_strokes([walk.T]), [0.0], [loaded])
+    assert a.status == "ok" and len(a.top(3)) == 3
+
+
+def test_stroke_times_follow_new_strokes_and_undo():
+    t = page.stroke_times([], 1, 1000.0)
+    t = page.stroke_times(t, 1, 1500.0)  # a rerun without a new stroke keeps the time
+    t = page.stroke_times(t, 3, 2000.0)  # two strokes arrived in one rerun
+    assert t == [1000.0, 2000.0, 2000.0]
+    assert page.stroke_times(t, 2, 3000.0) == [1000.0, 2000.0]  # undo
+    assert page.stroke_times(t, 0, 3000.0) == []  # clear
+
+
+# ---- runs and review --------------------------------------------------------------------------------------
+
+def test_find_runs(outputs_copy, tmp_path):  # noqa: F811
+    fold = outputs_copy / "tiny" / "fold0"
+    (outputs_copy / "half" / "fold0").mkdir(parents=True)
+    (outputs_copy / "half" / "fold0" / "config.yaml").write_text("{}")  # no best.pt: not finished
+    assert page.find_runs(outputs_copy) == [fold]
+    assert page.find_runs(fold) == [fold]
+    assert page.find_runs(tmp_path / "missing") == []
+    assert page.run_label(fold, outputs_copy) == "tiny/fold0"
+
+
+def test_mistakes_worst_classes_first(loaded):
+    found = page.mistakes(loaded)
+    assert found and all(m.guesses[0][0] != m.true for m in found)
+    accs = [m.class_acc for m in found]
+    assert accs == sorted(accs)
+    assert all(len(m.guesses) == 3 and m.guesses[0][1] >= m.guesses[2][1] for m in found)
+
+
+def test_review_drawings_come_from_the_store(tiny_run, loaded):  # noqa: F811
+    index = page.KeyIndex(Store(tiny_run[0]))
+    m = page.mistakes(loaded)[0]
+    assert index.drawing(m.key_id).n_points > 0
+    with pytest.raises(KeyError):
+        index.drawing(1)
+    assert page.page_slice(25, 3, 12) == (slice(24, 25), 3)
+    assert page.page_slice(0, 5, 12) == (slice(0, 0), 1)
+
+
+# ---- label mode ---------------------------------------------------------------------------------------
+
+def canvas_drawing(k: int = 0):
+    rec = raw_records(k + 1)[k]
+    return parse_canvas(page.canvas_from_strokes(rec["drawing"]), times=[0.0, 400.0, 900.0][: len(rec["drawing"])])
+
+
+def test_saves_append_lines_with_unique_key_ids(tmp_path):
+    root = tmp_path / "collected"
+    d = canvas_drawing()
+    path, first = collect.append_drawing(root, WORDS, "bear", d, "gb", recognized=True)
+    before = path.read_bytes()
+    keys = {first["key_id"]}
+    for _ in range(5):
+        _, rec = collect.append_drawing(root, WORDS, "bear", d)
+        keys.add(rec["key_id"])
+    data = path.read_bytes()
+    assert data.startswith(before) and data.count(b"\n") == 6  # appended, never rewritten
+    assert len(keys) == 6 and all(len(k) == 19 for k in keys)
+    assert path == (root / "bear.ndjson").resolve()
+    assert first["countrycode"] == "GB" and first["recognized"] is True and first["timestamp"].endswith(" UTC")
+    assert collect.counts(root, WORDS) == {"bear": 6}
+
+
+def test_new_key_id_skips_taken_ones():
+    now = 1_700_000_000_000_000
+    taken = {now * 1000 + i for i in range(1000)}
+    key = collect.new_key_id(taken, now_us=now)
+    assert key not in taken and len(str(key)) == 19
+
+
+@pytest.mark.parametrize("word", ["../bear", "../../etc/passwd", "bear/../../x", "/tmp/bear", "bear\x00",
+                                  "bear\n", "béar", "ＢＥＡＲ", "", None, 7, "b" * 10_000, ".", "..",
+                                  "The Eiffel Tower/..", "bear.ndjson"])
+def test_words_outside_the_class_list_never_reach_the_disk(tmp_path, word):
+    root = tmp_path / "collected"
+    with pytest.raises(collect.CollectError):
+        collect.append_drawing(root, WORDS, word, canvas_drawing())
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+def test_odd_class_list_entries_cannot_escape(tmp_path):
+    root = tmp_path / "collected"
+    for word in ["../evil", "a/b", "..", "x\x00y"]:
+        with pytest.raises(collect.CollectError):
+            collect.append_drawing(root, [word], word, canvas_drawing())
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_symlink_planted_at_a_word_file_is_refused(tmp_path):
+    root, outside = tmp_path / "collected", tmp_path / "outside.ndjson"
+    root.mkdir()
+    outside.write_text("")
+    os.symlink(outside, root / "bear.ndjson")
+    with pytest.raises(collect.CollectError):
+        collect.append_drawing(root, WORDS, "bear", canvas_drawing())
+    assert outside.read_text() == ""
+
+
+def test_bad_country_codes_are_refused(tmp_path):
+    for cc in ("GBR", "1A", "G", "é!"):
+        with pytest.raises(collect.CollectError):
+            collect.append_drawing(tmp_path, WORDS, "bear", canvas_drawing(), cc)
+    assert not (tmp_path / "bear.ndjson").exists()
+
+
+def test_collected_files_round_trip_through_read_ndjson_and_prepare(tmp_path):
+    root = tmp_path / "collected"
+    saved = []
+    for k, word in enumerate(["bear", "The Eiffel Tower", "bear"]):
+        d = canvas_drawing(k)
+        _, rec = collect.append_drawing(root, WORDS, word, d, "FR", recognized=k == 0)
+        saved.append((rec, d))
+    batches = [b for p in sorted(root.glob("*.ndjson")) for b, rejects in read_ndjson(p) if not rejects]
+    got = {int(k): (b, i) for b in batches for i, k in enumerate(b.key_id)}
+    assert len(got) == 3
+    for rec, d in saved:
+        b, i = got[int(rec["key_id"])]
+        assert b.word[i] == rec["word"] and b.countrycode[i] == "FR" and bool(b.recognized[i]) == rec["recognized"]
+        expect = simplify_raw(d)
+        np.testing.assert_array_equal(b.drawing(i).xy, expect.xy)
+        np.testing.assert_array_equal(b.drawing(i).ends, expect.ends)
+    summary = prepare([root], tmp_path / "store", PrepareOptions(classes=WORDS, all_known=set(WORDS)))
+    assert summary["kept"] == 3 and summary["rejected"] == 0
+
+
+def test_challenge_picks_among_the_worst_classes():
+    classes = [f"w{i}" for i in range(50)]
+    acc = np.linspace(0, 1, 50)
+    rng = np.random.default_rng(0)
+    picks = {collect.challenge_word(classes, acc, rng, n_worst=5) for _ in range(200)}
+    assert picks <= {"w0", "w1", "w2", "w3", "w4"} and "w0" in picks
+    assert collect.challenge_word(classes, None, rng) in classes
+
+
+def test_challenge_words_exist(loaded):
+    word = collect.challenge_word(loaded.classes, loaded.per_class_acc, np.random.default_rng(0))
+    assert word in loaded.classes and word in WORDS
+
+
+def test_collected_counts_ignore_foreign_files(tmp_path):
+    (tmp_path / "bear.ndjson").write_text('{"a":1}\n\n{"b":2}\n')
+    (tmp_path / "notes.ndjson").write_text("x\n")
+    assert collect.counts(tmp_path, WORDS) == {"bear": 2}
+    assert collect.counts(Path(tmp_path / "missing"), WORDS) == {}

@@ -1,0 +1,131 @@
+"""The prepared store reads back exactly the source drawings, gathers batches, and travels to workers cheaply."""
+
+import csv
+import json
+import pickle
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from doodle.drawing.batch import ranges
+from doodle.drawing.strokes import parse_kaggle_drawing, parse_ndjson_line
+from doodle.store.format import Store, fold_of
+
+
+@cache
+def source_lines(path: str) -> list[str]:
+    return Path(path).read_text().splitlines()
+
+
+def test_every_drawing_reads_back_as_its_source_row(sample_store, sample_classes):
+    store = Store(sample_store[0])
+    meta = pq.read_table(sample_store[0] / "meta.parquet").to_pydict()
+    assert meta["key_id"] == np.asarray(store.key_id).tolist() and len(store) == sample_store[1]["kept"]
+    n_raw = 0
+    for i in range(len(store)):
+        src, line = meta["source"][i], meta["line"][i]
+        text = source_lines(src)[line - 1]
+        if src.endswith(".ndjson"):
+            rec = parse_ndjson_line(text)
+            expected, word, key = rec.drawing, rec.word, rec.key_id
+            n_raw += 1
+        else:
+            fields = next(csv.reader([text]))
+            expected, word, key = parse_kaggle_drawing(fields[1]), fields[5], int(fields[2])
+        got = store.drawing(i)
+        assert store.key_id[i] == key and store.classes[store.label[i]] == word
+        assert np.array_equal(got.xy, expected.xy) and np.array_equal(got.ends, expected.ends)
+        assert (got.t is None) == (expected.t is None) == (not store.arrays["raw"][i])
+        if got.t is not None:
+            assert np.array_equal(got.t, expected.t)
+    assert n_raw > 150 and store.classes == sample_classes
+
+
+def test_gather_equals_drawing_by_drawing(sample_store):
+    store = Store(sample_store[0])
+    raw = np.flatnonzero(np.asarray(store.arrays["raw"]))
+    idx = np.array([5, 0, raw[0], len(store) - 1, 5, raw[-1], 1234])
+    xy, t, stroke_len, n_strokes = store.gather(idx)
+    assert xy.dtype == np.uint8 and t.dtype == np.int32 and n_strokes.dtype == np.int32
+    assert n_strokes.sum() == len(stroke_len) and stroke_len.sum() == len(xy) == len(t)
+    p = s = 0
+    for i, k in zip(idx, n_strokes, strict=True):
+        d = store.drawing(int(i))
+        lens = stroke_len[s : s + k]
+        n = int(lens.sum())
+        assert k == d.n_strokes and np.array_equal(np.cumsum(lens), d.ends)
+        assert np.array_equal(xy[p : p + n], d.xy)
+        assert np.array_equal(t[p : p + n], d.t if d.t is not None else np.full(n, -1))
+        p, s = p + n, s + k
+    assert [len(a) for a in store.gather(np.zeros(0, np.int64))] == [0, 0, 0, 0]
+
+
+def test_store_pickles_without_its_arrays(sample_store):
+    store = Store(sample_store[0])
+    store.gather(np.arange(10))  # maps opened: they must not travel
+    blob = pickle.dumps(store)
+    assert len(blob) < 4096
+    copy = pickle.loads(blob)
+    assert copy._arrays is None and len(copy) == len(store)
+    assert np.array_equal(copy.drawing(7).xy, store.drawing(7).xy)
+    assert isinstance(store.arrays["xy"], np.memmap)
+
+
+class _Drawings:
+    """A minimal map-style dataset over the store: (index, key_id, number of points)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int):
+        return i, int(self.store.key_id[i]), self.store.drawing(i).n_points
+
+
+def test_dataloader_with_two_forked_workers(sample_store):
+    import torch  # a requirement: a skip here would hide a missing install
+    store = Store(sample_store[0])
+    store.drawing(0)  # opened in the parent before forking, as training does
+    loader = torch.utils.data.DataLoader(_Drawings(store), batch_size=256, num_workers=2,
+                                         multiprocessing_context="fork")
+    seen = {}
+    for idx, keys, n_points in loader:
+        seen.update(zip(idx.tolist(), zip(keys.tolist(), n_points.tolist(), strict=True), strict=True))
+    assert sorted(seen) == list(range(len(store)))
+    pt_off = np.asarray(store.arrays["pt_off"])
+    assert all(seen[i] == (int(store.key_id[i]), int(pt_off[i + 1] - pt_off[i])) for i in range(len(store)))
+
+
+def test_not_a_store_and_a_newer_format_are_clear_errors(sample_store, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a prepared store"):
+        Store(tmp_path)
+    manifest = json.loads((sample_store[0] / "store.json").read_text())
+    (tmp_path / "store.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(ValueError, match="format_version 99"):
+        Store(tmp_path)
+
+
+def test_fold_of_is_fixed_and_spread():
+    keys = np.array([0, 1, 2, 5_000_000_000_000_000, 9_223_372_036_854_775_807])
+    assert fold_of(keys, 5).tolist() == fold_of(keys[::-1], 5).tolist()[::-1]
+    assert fold_of(keys, 5).dtype == np.int8
+    many = fold_of(np.arange(100_000) * 7919 + 4_500_000_000_000_000, 5)
+    assert np.abs(np.bincount(many) / 100_000 - 0.2).max() < 0.01
+
+
+def test_ranges():
+    assert ranges(np.array([3, 0, 7]), np.array([5, 0, 10])).tolist() == [3, 4, 7, 8, 9]
+    assert ranges(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
+
+
+def test_rows_of_finds_each_key_id_and_marks_the_missing(sample_store):
+    store = Store(sample_store[0])
+    keys = np.asarray(store.key_id)
+    pick = np.array([len(keys) - 1, 0, 5])
+    assert store.rows_of(keys[pick]).tolist() == pick.tolist()
+    assert store.rows_of([1, keys[3], -7]).tolist() == [-1, 3, -1]

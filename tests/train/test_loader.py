@@ -1,0 +1,121 @@
+"""BatchDataset / make_loader over a small store prepared from a few files of the bundled sample."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from doodle import resources
+from doodle.config import load_config
+from doodle.render.augment import Points, flip_x
+from doodle.render.raster import raster_spec, render_batch, render_drawing
+from doodle.store.format import Store
+from doodle.store.prepare import PrepareOptions, prepare
+from doodle.train.data import BatchDataset, QuotaSampler, fixed_batches, make_loader, make_split
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "input" / "sample"
+SIZE, BATCH = 32, 16
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    """Three Kaggle CSVs (untimed) and two Google raw ndjson files (timed) of the sample."""
+    files = sorted((SAMPLE / "train_simplified").glob("*.csv"))[:3] + sorted((SAMPLE / "raw").glob("*.ndjson"))[:2]
+    out = tmp_path_factory.mktemp("loader") / "store"
+    opts = PrepareOptions(classes=resources.kaggle_classes(), all_known=set(resources.google_classes()))
+    summary = prepare(files, out, opts, workers=1)
+    assert summary["kept"] > 100
+    return Store(out)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """The real recipe, shrunk."""
+    return load_config(ROOT / "configs" / "r18.yaml", [f"data.img_size={SIZE}", "data.num_workers=0",
+                                                       "data.val_per_class=0", f"train.batch_size={BATCH}"])
+
+
+@pytest.fixture(scope="module")
+def split(store, cfg):
+    return make_split(store, cfg, fold=0)
+
+
+def collect(dataset, batches, workers: int) -> list[dict]:
+    return list(make_loader(dataset, batches, num_workers=workers, seed=0))
+
+
+def some_batches(split) -> list[list[int]]:
+    idx = np.sort(np.concatenate([split.train_idx, split.val_idx]))
+    return fixed_batches(idx[:: max(1, len(idx) // 80)], BATCH)  # ~80 drawings, timed ones included
+
+
+def assert_same_batches(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b) > 1
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert torch.equal(x[k], y[k]), k
+
+
+def test_images_are_uint8_nhwc_and_aligned_with_the_store(store, cfg, split):
+    batches = some_batches(split)
+    spec = raster_spec(cfg)
+    out = collect(BatchDataset(store, split, cfg), batches, workers=0)
+    for b, idx in zip(out, batches, strict=True):
+        img = b["image"]
+        assert img.dtype == torch.uint8 and tuple(img.shape) == (len(idx), SIZE, SIZE, 3)
+        assert torch.equal(b["key_id"], torch.from_numpy(np.asarray(store.key_id[idx])))
+        assert torch.equal(b["target"], torch.from_numpy(split.targets(store, np.asarray(idx))))
+        for im, i in zip(img.numpy(), idx, strict=True):
+            assert np.array_equal(im, render_drawing(store.drawing(i), spec)), f"drawing {i}"
+
+
+def test_workers_give_the_same_batches_in_eval_mode(store, cfg, split):
+    batches = some_batches(split)
+    ds = BatchDataset(store, split, cfg)
+    assert_same_batches(collect(ds, batches, 0), collect(ds, batches, 2))
+
+
+def test_training_augmentation_is_the_same_with_or_without_workers(store, cfg, split):
+    """The random state comes from (seed, batch indices), not from the worker that renders the batch."""
+    batches = some_batches(split)
+    ds = BatchDataset(store, split, cfg, train=True, seed=7)
+    plain = collect(BatchDataset(store, split, cfg), batches, 0)
+    aug0, aug2 = collect(ds, batches, 0), collect(ds, batches, 2)
+    assert_same_batches(aug0, aug2)
+    assert not all(torch.equal(a["image"], p["image"]) for a, p in zip(aug0, plain, strict=True))
+    other = collect(BatchDataset(store, split, cfg, train=True, seed=8), batches, 0)
+    assert not all(torch.equal(a["image"], o["image"]) for a, o in zip(aug0, other, strict=True))
+
+
+def test_flip_dataset_renders_mirrored_drawings(store, cfg, split):
+    idx = some_batches(split)[0]
+    flipped = BatchDataset(store, split, cfg, flip=True)[idx]["image"].numpy()
+    xy, t, slen, nst = store.gather(np.asarray(idx))
+    p = flip_x(Points(xy.astype(np.float32), t, slen, nst))
+    assert np.array_equal(flipped, render_batch(p.xy, p.t, p.stroke_len, p.n_strokes, raster_spec(cfg)))
+    assert not np.array_equal(flipped, BatchDataset(store, split, cfg)[idx]["image"].numpy())
+
+
+def test_timed_drawings_use_their_time_in_time3(store, cfg, split):
+    raw = np.flatnonzero(np.asarray(store.arrays["raw"]) == 1)[:BATCH]
+    untimed = np.flatnonzero(np.asarray(store.arrays["raw"]) == 0)[:BATCH]
+    assert len(raw) and len(untimed)
+    t3 = load_config(ROOT / "configs" / "r18.yaml", [f"data.img_size={SIZE}", "raster.encoding=time3"])
+    for idx, differs in ((raw, True), (untimed, False)):
+        a = BatchDataset(store, split, cfg)[idx.tolist()]["image"]
+        b = BatchDataset(store, split, t3)[idx.tolist()]["image"]
+        assert (not torch.equal(a, b)) == differs
+
+
+def test_quota_sampler_batches_through_the_loader(store, cfg, split):
+    n_classes = len(split.classes)
+    sampler = QuotaSampler(split.train_idx, split.targets(store, split.train_idx), n_classes,
+                           np.full(n_classes, 10), BATCH, seed=0)
+    out = collect(BatchDataset(store, split, cfg, train=True), sampler, 0)
+    assert len(out) == len(sampler) and all(len(b["target"]) == BATCH for b in out)
+    targets = torch.cat([b["target"] for b in out])
+    assert targets.min() >= 0 and targets.max() < n_classes
+
