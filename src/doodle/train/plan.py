@@ -76,10 +76,9 @@ def fit_workers(cfg: Config, device_type: str, rates: Rates | None, local_world:
     """Loader workers for this device: see the module docstring."""
     want = cfg.data.num_workers
     cores = max(1, (os.cpu_count() or 1) // max(1, local_world))
-    if device_type == "cpu":
-        if rates is not None and rates.render_s < WORKER_SHARE * rates.step_s:
-            return 0
-        return min(want, max(0, cores - 1))
+    cheap = rates is not None and rates.render_s < WORKER_SHARE * rates.step_s
+    if device_type == "cpu" and cheap:
+        return 0
     return min(want, max(0, cores - 1))
 
 
