@@ -107,8 +107,18 @@ def browser_page(tmp_path):
             ctx.close()
 
 
+def settle(pg) -> None:
+    """Wait until the page's script run has finished: a stroke made while a rerun is still replacing the
+    page's elements can land on a canvas that is about to be swapped out (seen once in CI: Save stayed
+    disabled)."""
+    from playwright.sync_api import expect
+
+    expect(pg.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=60_000)
+
+
 def stroke(pg, points: list[tuple[float, float]]) -> None:
-    """One mouse stroke on the (visible) drawing canvas, in canvas pixels."""
+    """One mouse stroke on the (visible) drawing canvas, in canvas pixels, once the page is idle."""
+    settle(pg)
     box = pg.locator("canvas.upper-canvas").first.bounding_box()
     pg.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
     pg.mouse.down()
