@@ -65,7 +65,15 @@ def test_warnings_name_the_setting(caplog):
     with caplog.at_level(logging.WARNING, logger="train"):
         plan_run(r18("train.max_minutes=0.5"), 27, 5000, "cpu", CPU)
     text = caplog.text
-    assert "train.max_minutes=0.5" in text and "validation" in text and "one useful epoch" in text
+    assert "train.max_minutes=0.5" in text and "validation" in text and "barely learn" in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="train"):  # ~200 steps: learns, but undertrained
+        plan_run(r18("train.max_minutes=3"), 27, 1000, "cpu", CPU)
+    assert "optimiser steps" in caplog.text and "undertrained" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="train"):  # the 15-minute plan above: 611 steps, no warning
+        plan_run(r18("train.max_minutes=15"), 27, 1000, "cpu", CPU)
+    assert caplog.text == ""
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="train"):
         plan_run(r18("train.max_minutes=15", "train.ema_warmup=false"), 27, 1000, "cpu", CPU)

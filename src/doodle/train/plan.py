@@ -41,6 +41,7 @@ RESERVE = 0.03  # of the budget, for checkpoints and the loader's first batches
 MIN_EPOCHS = 4  # boosting needs a few quota updates; fewer epochs and it is uniform sampling
 MIN_STEPS = 500  # optimiser steps a run should make at least (warm-up, cosine, EMA warm-up)
 MIN_BATCH = 32
+FEW_STEPS = 100  # below this a run ends near chance (measured: tools/demo.py --minutes 0.5, ~20 steps, MAP@3 ~chance)
 WORKER_SHARE = 0.05  # render cost per batch, as a share of a training step, that a CPU run does in-process
 
 
@@ -116,12 +117,13 @@ def _warn(cfg: Config, plan: RunPlan, images: float, n_classes: int, epoch_val: 
         log.warning("train.max_minutes=%g: validating once per epoch alone takes %.0f s of the %.0f s budget "
                     "(%d epochs); the budget is too short for this validation set (data.val_per_class)",
                     cfg.train.max_minutes, plan.epochs * epoch_val, seconds, plan.epochs)
-    per_epoch = images / plan.epochs
-    if per_epoch < 2 * n_classes:
-        log.warning("train.max_minutes=%g is shorter than one useful epoch: about %.0f training images in all "
-                    "(%.1f per class per epoch) at the measured speed; the model will not learn much",
-                    cfg.train.max_minutes, images, per_epoch / n_classes)
     steps = images / (plan.batch_size * world)
+    if steps < MIN_STEPS:
+        outlook = "it will barely learn (MAP@3 near chance)" if steps < FEW_STEPS else "expect an undertrained model"
+        log.warning("train.max_minutes=%g leaves time for ~%.0f optimiser steps (batch %d, ~%.0f training images, "
+                    "%.0f per class) at the measured speed; a run needs %d or more for warm-up, decay and the EMA, "
+                    "so %s: raise train.max_minutes", cfg.train.max_minutes, steps, plan.batch_size, images,
+                    images / n_classes, MIN_STEPS, outlook)
     if cfg.train.ema and not cfg.train.ema_warmup and 1 / (1 - cfg.train.ema_decay) > steps / 2:
         log.warning("train.ema_decay=%g averages over ~%.0f steps but the run makes ~%.0f: the EMA weights will "
                     "lag far behind (set train.ema_warmup=true)", cfg.train.ema_decay,

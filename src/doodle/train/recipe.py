@@ -195,7 +195,8 @@ def main(argv=None) -> int:
     d, device = init_distributed(args.device)
     run = RunDir.make(args.out, cfg.name, args.fold)
     prepare_run_dir(run, args, d.main)
-    cli.setup_logging(logfile=str(run.log) if d.main else None)
+    # under DDP only rank 0 reports progress; the other ranks still print warnings and errors
+    cli.setup_logging(logging.INFO if d.main else logging.WARNING, logfile=str(run.log) if d.main else None)
     seed_everything(args.seed, cfg.train.deterministic)
     clock = time.monotonic()
     store = Store(cfg.data.store)
