@@ -45,6 +45,8 @@ def test_boost_config_only_states_its_delta():
     ("train.boost=maybe", "config key train.boost: expected true/false, got 'maybe'"),
     ("data.img_size=64.5", "config key data.img_size: expected an integer"),
     ("train.lr", "expected section.key=value"),
+    ("app.not_sure=1.5", "config key app.not_sure: must be in [0, 1], got 1.5"),
+    ("app.not_sur=0.5", "unknown config key 'app.not_sur' (did you mean 'not_sure'?)"),
 ])
 def test_bad_keys_and_types_name_the_key(override, message):
     with pytest.raises(ConfigError) as e:

@@ -37,3 +37,30 @@ def test_per_class_accuracy_with_an_absent_class():
     assert acc[0] == 1.0
     assert acc[1] == pytest.approx(1 / 3)
     assert math.isnan(acc[2]) and math.isnan(acc[3])
+
+
+def test_ece_hand_worked_and_reliability_bins():
+    from doodle.metrics import expected_calibration_error, reliability
+
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    target = np.array([0, 1, 0, 0])  # 0.9-bin: 1 of 2 right (gap 0.4); 0.6-bin: 2 of 2 right (gap 0.4)
+    assert expected_calibration_error(probs, target, n_bins=10) == pytest.approx(0.4)
+    r = reliability(probs, target, n_bins=10)
+    assert r["count"].tolist() == [0, 0, 0, 0, 0, 0, 2, 0, 0, 2] and r["accuracy"][9] == pytest.approx(0.5)
+
+
+def test_temperature_fixes_overconfidence_and_keeps_the_ranking():
+    from doodle.metrics import expected_calibration_error, fit_temperature, softmax
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 10, 4000)
+    logits = rng.normal(0, 1, (4000, 10))
+    logits[np.arange(4000), target] += 1.5  # a model that is right ~55% of the time...
+    sharp = 4 * logits  # ...and far too sure of itself
+    t = fit_temperature(sharp, target)
+    assert t > 2  # the sharpening is mostly undone
+    before, after = softmax(sharp, np.float64), softmax(sharp / t, np.float64)
+    assert expected_calibration_error(after, target) < expected_calibration_error(before, target) / 4
+    assert (before.argsort(1) == after.argsort(1)).all()
+    assert map_at_k(before, target) == map_at_k(after, target)
+    assert fit_temperature(np.zeros((0, 3)), np.zeros(0, int)) == 1.0

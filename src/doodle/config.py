@@ -153,6 +153,12 @@ class ValCfg:
 
 
 @dataclass
+class AppCfg:
+    # the page says "not sure" (and still lists its top guesses) when the calibrated top probability is lower
+    not_sure: Prob = 0.4
+
+
+@dataclass
 class Config:
     data: DataCfg = field(default_factory=DataCfg)
     raster: RasterCfg = field(default_factory=RasterCfg)
@@ -161,6 +167,7 @@ class Config:
     seq: SeqCfg = field(default_factory=SeqCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     val: ValCfg = field(default_factory=ValCfg)
+    app: AppCfg = field(default_factory=AppCfg)
     name: str = ""  # run name; defaults to the config file's stem
 
     def to_dict(self) -> dict:

@@ -69,3 +69,45 @@ def softmax(logits: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     x = np.asarray(logits, dtype)
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def reliability(probs: np.ndarray, target: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Top-1 confidence vs accuracy in `n_bins` equal-width confidence bins (empty bins have count 0)."""
+    probs = np.asarray(probs, np.float64)
+    conf, hit = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(target)
+    bins = np.clip((conf * n_bins).astype(np.int64), 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore"):
+        return {"edges": np.linspace(0, 1, n_bins + 1), "count": count,
+                "confidence": np.bincount(bins, conf, n_bins) / count,
+                "accuracy": np.bincount(bins, hit.astype(np.float64), n_bins) / count}
+
+
+def expected_calibration_error(probs: np.ndarray, target: np.ndarray, n_bins: int = 15) -> float:
+    """ECE: the count-weighted mean |accuracy - confidence| of the top-1 guess over confidence bins."""
+    r = reliability(probs, target, n_bins)
+    used = r["count"] > 0
+    gap = np.abs(r["accuracy"][used] - r["confidence"][used])
+    return float((gap * r["count"][used]).sum() / max(r["count"].sum(), 1))
+
+
+def fit_temperature(logits: np.ndarray, target: np.ndarray) -> float:
+    """The temperature T > 0 minimising the NLL of softmax(logits / T) (Guo et al. 2017, temperature scaling).
+
+    Dividing by T keeps every ranking, so MAP@3 and accuracy do not change; only the confidence does.
+    """
+    from scipy.optimize import minimize_scalar  # scipy comes with scikit-learn; imported only here
+
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(axis=1, keepdims=True)
+    y = np.asarray(target)
+    if len(y) == 0:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        z = x / np.exp(log_t)
+        return float(np.mean(np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)) + z.max(axis=1)
+                             - z[np.arange(len(y)), y]))
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(res.x))

@@ -160,3 +160,28 @@ def plot_channels(images: list[np.ndarray], labels: list[str], channel_names: tu
     fig.suptitle("channels of the input (0 = background; ink is mapped to floor..255)", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
+
+
+def plot_reliability(curves: dict[str, dict], path: Path, title: str) -> Path:
+    """Reliability diagram: accuracy of the top guess against its confidence, per confidence bin, one line per
+    curve (`metrics.reliability` dicts, e.g. before / after temperature scaling), with the bins' share below."""
+    fig = Figure(figsize=(6.5, 7))
+    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    top.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    width = 1 / len(next(iter(curves.values()))["count"])
+    for i, (name, r) in enumerate(curves.items()):
+        used = r["count"] > 0
+        centres = (r["edges"][:-1] + r["edges"][1:]) / 2
+        top.plot(r["confidence"][used], r["accuracy"][used], "-o", ms=4, color=f"C{i}", label=name)
+        bottom.bar(centres + (i - 0.5) * width / 2, r["count"] / r["count"].sum(), width / 2, color=f"C{i}")
+    top.set_ylabel("accuracy of the top guess")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8, loc="upper left")
+    bottom.set_xlabel("confidence of the top guess")
+    bottom.set_ylabel("share of drawings")
+    bottom.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path)

@@ -3,7 +3,7 @@
     python tools/report.py outputs/<run> [--store input/store] [--out DIR] [--pairs 15]
 
 Sections: summary numbers per fold (mean and out-of-fold rows for several folds), learning curves,
-per-class accuracy, the most confused class pairs with example drawings, per-class quotas over epochs,
+calibration (the temperature of each fold, ECE before / after, a reliability diagram), per-class accuracy, the most confused class pairs with example drawings, per-class quotas over epochs,
 and a grid of inputs as the model sees them. The drawing-based figures need the run's store
 (`data.store` of its config, or --store); without it they are skipped with a note.
 """
@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from doodle import cli
-from doodle.metrics import per_class_accuracy, softmax
+from doodle.metrics import (
+    expected_calibration_error,
+    fit_temperature,
+    per_class_accuracy,
+    reliability,
+    softmax,
+)
 from doodle.models.factory import input_kind_of
 from doodle.render.raster import ENCODINGS
 from doodle.runs import figures as figs
@@ -76,6 +82,42 @@ def class_section(oof: dict, out: Path) -> str:
     return (f"## Per-class accuracy\n\nTop-1 accuracy of each class on the {len(oof['target']):,} out-of-fold "
             f"drawings (folds {sorted(set(oof['fold'].tolist()))}, best epoch of each); n = drawings of the class."
             f"\n\n![per-class accuracy]({png.relative_to(out).as_posix()})")
+
+
+def fold_temperatures(run: rep.Run, oof: dict) -> dict[int, tuple[float, str]]:
+    """Each fold's temperature: the one its training stored (summary.json), else fitted here on its logits."""
+    out = {}
+    for f in run.folds:
+        rows = oof["fold"] == f.k
+        if "val/temperature" in f.summary:
+            out[f.k] = (float(f.summary["val/temperature"]), "stored by training")
+        elif rows.any():
+            out[f.k] = (fit_temperature(oof["logits"][rows], oof["target"][rows]), "fitted by this report")
+    return out
+
+
+def calibration_section(run: rep.Run, oof: dict, out: Path) -> str:
+    temps = fold_temperatures(run, oof)
+    t_row = np.array([temps.get(int(k), (1.0, ""))[0] for k in oof["fold"]], np.float32)[:, None]
+    logits = np.asarray(oof["logits"], np.float32)
+    before, after = softmax(logits, np.float64), softmax(logits / t_row, np.float64)
+    rows = []
+    for k, (t, how) in sorted(temps.items()):
+        m = oof["fold"] == k
+        rows.append([k, f"{t:.3f}", how, f"{expected_calibration_error(before[m], oof['target'][m]):.4f}",
+                     f"{expected_calibration_error(after[m], oof['target'][m]):.4f}"])
+    e0, e1 = (expected_calibration_error(p, oof["target"]) for p in (before, after))
+    png = figs.plot_reliability({f"raw softmax (ECE {e0:.3f})": reliability(before, oof["target"]),
+                                 f"temperature-scaled (ECE {e1:.3f})": reliability(after, oof["target"])},
+                                out / FIGS / "reliability.png", f"{run.name}: calibration of the top guess")
+    return "\n".join([
+        "## Calibration", "",
+        "The page divides each fold's logits by a temperature fitted on its validation logits at the end of "
+        "training (minimum NLL), and says \"not sure\" when the top probability is under `app.not_sure`. "
+        "Rankings, hence MAP@3, do not change. ECE: expected calibration error of the top guess, 15 bins.", "",
+        rep.markdown_table(["fold", "temperature", "", "ECE before", "ECE after"], rows, "rrlrr"), "",
+        f"All {len(oof['target']):,} out-of-fold drawings: ECE {e0:.4f} before, {e1:.4f} after.", "",
+        f"![reliability diagram]({png.relative_to(out).as_posix()})"])
 
 
 def confusion_section(oof: dict, pairs: list[dict], drawings: rep.Drawings | None, note: str, out: Path) -> str:
@@ -175,6 +217,7 @@ def main(argv=None) -> int:
     if oof is None:
         sections.append("## Per-class accuracy and confusions\n\n_Skipped: no fold has val_logits.npz._")
     else:
+        sections.append(calibration_section(run, oof, out))
         sections.append(class_section(oof, out))
         pairs = rep.confusion_pairs(oof["target"], oof["pred"], oof["classes"], args.pairs)
         sections.append(confusion_section(oof, pairs, drawings, note, out))
