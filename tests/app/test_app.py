@@ -1,5 +1,5 @@
-"""The page under Streamlit's AppTest: the canvas is an unknown element there, so drawings are injected
-through its session-state key (the value the canvas component would send)."""
+"""The page under Streamlit's AppTest: the pen is an unknown element there, so drawings are injected
+through its session-state key (the message the pen component would send)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 from conftest_app import ROOT, outputs_copy, tiny_run  # noqa: F401  (fixtures)
 from streamlit.testing.v1 import AppTest
 
-from doodle.app import guesses as page
+from doodle.drawing.pen import pen_message
 
 APP = str(ROOT / "src" / "app.py")
-TWO_STROKES = page.canvas_from_strokes([[[10, 60, 120, 200], [20, 80, 60, 30]], [[100, 110, 105], [20, 150, 250]]])
+TWO_STROKES = [[[10, 60, 120, 200], [20, 80, 60, 30], [0, 40, 90, 130]], [[100, 110, 105], [20, 150, 250], [400, 460, 520]]]
+SEQ = iter(range(1, 10**6))
 
 
 def start(monkeypatch, *args: str) -> AppTest:
@@ -25,8 +26,8 @@ def start(monkeypatch, *args: str) -> AppTest:
     return at
 
 
-def draw(at: AppTest, key: str, data: dict) -> AppTest:
-    at.session_state[key] = {"drawing": {"raw": data, "data": None}}
+def draw(at: AppTest, key: str, strokes: list, final: bool = True) -> AppTest:
+    at.session_state[key] = pen_message(strokes, next(SEQ), final)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -50,20 +51,20 @@ def test_draw_shows_three_guesses_and_the_channels(monkeypatch, outputs_copy, tm
     at = start(monkeypatch, "--outputs", outputs_copy, "--collected", tmp_path / "c")
     assert at.sidebar.selectbox(key="model").options == ["tiny/fold0"]
     assert any("Draw something" in i.value for i in at.info)
-    draw(at, "draw_canvas", TWO_STROKES)
+    draw(at, "draw_pen", TWO_STROKES)
     [text] = guesses(at)
     assert text.count("**") == 6 and "3. **" in text and "%" in text
     assert [i.value for i in at.subheader if i.value == "What the network sees"]
     assert captions(at) == ["stroke_order", "point_order", "ink"]
     assert any("ms on the server" in c.value for c in at.caption)
-    draw(at, "draw_canvas", {"objects": []})  # cleared
+    draw(at, "draw_pen", [])  # cleared
     assert not guesses(at) and any("Draw something" in i.value for i in at.info)
 
 
 def test_huge_drawing_gets_a_clear_message(monkeypatch, outputs_copy, tmp_path):  # noqa: F811
     at = start(monkeypatch, "--outputs", outputs_copy, "--collected", tmp_path / "c")
-    many = page.canvas_from_strokes([[[i, i + 5], [i, i + 5]] for i in range(500)])
-    draw(at, "draw_canvas", many)
+    many = [[[i, i + 5], [i, i + 5], [10 * i, 10 * i + 5]] for i in range(500)]
+    draw(at, "draw_pen", many)
     assert any("too large" in w.value for w in at.warning) and not guesses(at)
 
 
@@ -73,7 +74,7 @@ def test_model_choice_lists_runs_and_the_ensemble(monkeypatch, outputs_copy, tmp
     box = at.sidebar.selectbox(key="model")
     assert box.options == ["tiny/fold0", "tiny_b/fold0", "ensemble of all"]
     box.set_value("ensemble of all").run()
-    draw(at, "draw_canvas", TWO_STROKES)
+    draw(at, "draw_pen", TWO_STROKES)
     assert len(guesses(at)) == 1
 
 
@@ -101,7 +102,7 @@ def test_label_mode_saves_a_line(monkeypatch, outputs_copy, tmp_path):  # noqa: 
     at.sidebar.radio(key="mode").set_value("Label").run()
     at.selectbox(key="label_word").set_value("crab").run()
     at.text_input(key="label_cc").input("de").run()
-    draw(at, "label_canvas_0", TWO_STROKES)
+    draw(at, "label_pen_0", TWO_STROKES)
     assert len(guesses(at)) == 1
     at.button(key="label_save").click().run()
     assert not at.exception, at.exception
@@ -109,6 +110,7 @@ def test_label_mode_saves_a_line(monkeypatch, outputs_copy, tmp_path):  # noqa: 
     rec = json.loads(line)
     assert rec["word"] == "crab" and rec["countrycode"] == "DE" and len(rec["key_id"]) == 19
     assert len(rec["drawing"]) == 2 and len(rec["drawing"][0]) == 3
+    assert rec["drawing"][0][2] == [0, 40, 90, 130] and rec["drawing"][1][2] == [400, 460, 520]  # the real times
     assert any("Saved 'crab'" in s.value for s in at.success)
     assert any("1 drawing(s) of 1 word(s)" in s.value for s in at.subheader)
     assert not guesses(at)  # a fresh canvas after saving
@@ -124,8 +126,27 @@ def test_label_mode_word_box_offers_only_classes(monkeypatch, outputs_copy, tmp_
 
 def test_rapid_redraws_undo_and_clear(monkeypatch, outputs_copy, tmp_path):  # noqa: F811
     at = start(monkeypatch, "--outputs", outputs_copy, "--collected", tmp_path / "c")
-    strokes = [[[10 + 9 * k, 40 + 9 * k, 80], [20, 90 + 5 * k, 200 - 7 * k]] for k in range(12)]
+    strokes = [[[10 + 9 * k, 40 + 9 * k, 80], [20, 90 + 5 * k, 200 - 7 * k], [300 * k, 300 * k + 50, 300 * k + 90]]
+               for k in range(12)]
     for n in [1, 2, 3, 5, 8, 12, 11, 10, 4, 0, 2]:  # growing, undo, clear, drawing again
-        draw(at, "draw_canvas", page.canvas_from_strokes(strokes[:n]))
+        draw(at, "draw_pen", strokes[:n])
         assert len(guesses(at)) == (1 if n else 0)
-        assert len(at.session_state["draw_canvas_times"]) == n
+        assert at.session_state["draw_pen_answer"].status == ("ok" if n else "empty")
+    if at.session_state["draw_pen_answer"].raw is not None:
+        assert at.session_state["draw_pen_answer"].raw.n_strokes == 2
+
+
+def test_stale_sends_are_dropped_and_bad_ones_explained(monkeypatch, outputs_copy, tmp_path):  # noqa: F811
+    at = start(monkeypatch, "--outputs", outputs_copy, "--collected", tmp_path / "c")
+    draw(at, "draw_pen", TWO_STROKES, final=False)
+    newest = at.session_state["draw_pen_answer"]
+    at.session_state["draw_pen"] = pen_message(TWO_STROKES[:1], newest.seq - 1)  # arrives late: stale
+    at.run()
+    assert at.session_state["draw_pen_answer"] is newest and len(guesses(at)) == 1
+    backwards = [[[10, 20, 30], [10, 20, 30], [0, 50, 40]]]
+    draw(at, "draw_pen", backwards)
+    assert not at.exception and not guesses(at)
+    assert any("time_backwards" in w.value for w in at.warning)
+    at.session_state["draw_pen"] = {"v": 1, "seq": 10**6, "final": True, "strokes": "x" * 100}
+    at.run()
+    assert not at.exception and any("Cannot read" in w.value for w in at.warning)

@@ -14,7 +14,7 @@ from conftest_app import RAW, outputs_copy, tiny_run  # noqa: F401  (fixtures)
 from doodle import resources
 from doodle.app import guesses as page
 from doodle.app import labels as collect
-from doodle.drawing.canvas import parse_canvas
+from doodle.drawing.pen import parse_pen, pen_message
 from doodle.drawing.strokes import simplify_raw
 from doodle.models.factory import build_model
 from doodle.predict.loaded_run import load_run
@@ -32,9 +32,9 @@ def raw_records(n: int | None = None) -> list[dict]:
     return lines[:n] if n else lines
 
 
-def canvas_of(rec: dict) -> tuple[dict, list[float]]:
-    """A raw record as the canvas would send it (one path per stroke) and the strokes' arrival times."""
-    return page.canvas_from_strokes(rec["drawing"]), [float(s[2][-1]) for s in rec["drawing"]]
+def pen_of(rec: dict) -> dict:
+    """A raw record as the pen component sends it (its strokes with every point's time)."""
+    return pen_message(rec["drawing"])
 
 
 @pytest.fixture(scope="module")
@@ -42,46 +42,38 @@ def loaded(tiny_run):  # noqa: F811
     return load_run(tiny_run[1] / "tiny" / "fold0")
 
 
-# ---- canvas -> image is the store's image ----------------------------------------------------------------
+# ---- pen -> image is the store's image ----------------------------------------------------------------
 
-def test_canvas_drawing_renders_as_the_store_does(tiny_run, loaded):  # noqa: F811
-    """Raw ndjson -> canvas JSON -> the page's path gives the image the store path (prepare -> render) gives."""
+def test_pen_drawing_renders_as_the_store_does(tiny_run, loaded):  # noqa: F811
+    """Raw ndjson -> the pen's message -> the page's path gives the points, times and images (all channels,
+    time encodings included) that the store path (prepare -> render) gives, for every raw sample drawing."""
     store = Store(tiny_run[0])
     row = {int(k): i for i, k in enumerate(np.asarray(store.key_id))}
     recs = raw_records()
     assert len(recs) == len(store) > 100
-    specs = [loaded.spec, RasterSpec(size=64, encoding="grey"), RasterSpec(size=48, encoding="order3", line_width=3)]
+    specs = [RasterSpec(size=loaded.spec.size, encoding="time3"), RasterSpec(size=64, encoding="rt3"),
+             RasterSpec(size=64, encoding="time3", line_width=3, antialias=True), loaded.spec,
+             RasterSpec(size=48, encoding="grey")]
     for k, rec in enumerate(recs):
         stored = store.drawing(row[int(rec["key_id"])])
-        data, times = canvas_of(rec)
+        message = pen_of(rec)
         if k % 10 == 0:  # the whole page step, model included, on a tenth of them (the forward is the cost)
-            a = page.analyse(data, times, [loaded])
+            a = page.analyse(message, [loaded])
             assert a.status == "ok", a.message
             simplified = a.simplified
             np.testing.assert_array_equal(a.images[0], render_drawing(stored, loaded.spec))
         else:  # the same chain as analyse, without the model
-            simplified = page.simplify(parse_canvas(page.canvas_paths(data), page.PAGE_LIMITS, times=times))
-        # the same simplified points and strokes as the store keeps (times differ: the canvas has none)
+            simplified = page.simplify(parse_pen(message, page.PAGE_LIMITS).drawing)
         np.testing.assert_array_equal(simplified.xy, stored.xy)
         np.testing.assert_array_equal(simplified.ends, stored.ends)
+        np.testing.assert_array_equal(simplified.t - simplified.t.min(), stored.t)
         for spec in specs:
             np.testing.assert_array_equal(page.model_image(simplified, spec), render_drawing(stored, spec))
 
 
-def test_time_channels_follow_the_strokes_arrival(loaded):
-    """Times from the page are per-stroke arrivals: order-only channels still match the store exactly."""
-    rec = max(raw_records(), key=lambda r: len(r["drawing"]))
-    a = page.analyse(*canvas_of(rec), [loaded])
-    spec = RasterSpec(size=32, encoding="time3")  # stroke_order, time, ink
-    ours = page.model_image(a.simplified, spec)
-    theirs = render_drawing(simplify_raw(parse_canvas(page.canvas_from_strokes(rec["drawing"]))), spec)
-    np.testing.assert_array_equal(ours[..., [0, 2]], theirs[..., [0, 2]])
-    assert np.all(np.diff(a.simplified.t[a.simplified.ends - 1]) >= 0)  # later strokes are later
-
-
 def test_shown_image_is_the_model_input(loaded):
     rec = raw_records(1)[0]
-    a = page.analyse(*canvas_of(rec), [loaded])
+    a = page.analyse(pen_of(rec), [loaded])
     fed = make_inputs(page.as_points(a.simplified), loaded.cfg, loaded.spec, loaded.input_kind)["image"]
     np.testing.assert_array_equal(a.images[0], fed[0].numpy())
     assert a.probs.shape == (len(loaded.classes),) and abs(a.probs.sum() - 1) < 1e-6
@@ -98,29 +90,31 @@ def test_ensemble_renders_per_run_and_averages(loaded):
     other.cfg.raster.encoding, other.cfg.data.img_size = "grey", 48
     # a 3-channel model cannot read a 1-channel image: the member's own model must match its own spec
     other.model = build_model(other.cfg, len(loaded.classes), 1).eval()
-    a = page.analyse(*canvas_of(raw_records(1)[0]), [loaded, other])
+    a = page.analyse(pen_of(raw_records(1)[0]), [loaded, other])
     assert [s.encoding for s in a.specs] == ["order3", "grey"] and a.images[1].shape == (48, 48, 1)
-    one = page.analyse(*canvas_of(raw_records(1)[0]), [loaded]).probs
-    two = page.analyse(*canvas_of(raw_records(1)[0]), [other]).probs
+    one = page.analyse(pen_of(raw_records(1)[0]), [loaded]).probs
+    two = page.analyse(pen_of(raw_records(1)[0]), [other]).probs
     np.testing.assert_allclose(a.probs, (one + two) / 2, atol=1e-6)
 
 
 # ---- guard rails -------------------------------------------------------------------------------------
 
-def test_empty_and_broken_canvas():
-    for data in (None, {}, {"objects": []}, {"objects": "x"}, {"objects": [{"type": "rect"}]}):
-        assert page.analyse(data, [], []).status == "empty"
-    assert page.analyse({"objects": [{"type": "path", "path": []}]}, [0.0], []).status == "empty"
-    bad = page.analyse({"objects": [{"type": "path", "path": [["Z", "a"]]}]}, [0.0], [])
-    assert bad.status == "invalid" and "Cannot read" in bad.message
+def test_empty_and_broken_messages():
+    assert page.analyse(None, []).status == "empty"
+    assert page.analyse(pen_message([]), []).status == "empty"
+    assert page.analyse(pen_message([[[], [], []]]), []).status == "empty"
+    for bad in ({"v": 1, "seq": 1, "final": True, "strokes": [[["a"], [1], [0]]]}, "text", [1, 2],
+                {"v": 2, "seq": 1, "final": True, "strokes": []}):
+        a = page.analyse(bad, [])
+        assert a.status == "invalid" and "Cannot read" in a.message
 
 
 def test_huge_drawings_are_refused_clearly():
     rng = np.random.default_rng(0)
-    scribble = page.canvas_from_strokes([rng.uniform(0, 280, (2, 10_000))])
-    many = page.canvas_from_strokes([rng.uniform(0, 280, (2, 5)) for _ in range(500)])
+    scribble = pen_message([[*rng.uniform(0, 280, (2, 10_000)), np.arange(10_000)]])
+    many = pen_message([[*rng.uniform(0, 280, (2, 5)), np.arange(5) + 10 * k] for k in range(500)])
     for data in (scribble, many):
-        a = page.analyse(data, list(range(len(data["objects"]))), [])
+        a = page.analyse(data, [])
         assert a.status == "too_large" and "too large" in a.message.lower()
 
 
@@ -128,17 +122,28 @@ def test_long_but_reasonable_drawing_is_accepted(loaded):
     rng = np.random.default_rng(1)
     walk = np.cumsum(rng.normal(0, 3, (3000, 2)), axis=0)
     walk = (walk - walk.min(0)) / np.ptp(walk, 0).max() * 270
-    a = page.analyse(page.canvas_from_strokes([walk.T]), [0.0], [loaded])
+    a = page.analyse(pen_message([[*walk.T, np.arange(3000) * 8]]), [loaded])
     assert a.status == "ok" and len(a.top(3)) == 3
 
 
-def test_stroke_times_follow_new_strokes_and_undo():
-    t = page.stroke_times([], 1, 1000.0)
-    t = page.stroke_times(t, 1, 1500.0)  # a rerun without a new stroke keeps the time
-    t = page.stroke_times(t, 3, 2000.0)  # two strokes arrived in one rerun
-    assert t == [1000.0, 2000.0, 2000.0]
-    assert page.stroke_times(t, 2, 3000.0) == [1000.0, 2000.0]  # undo
-    assert page.stroke_times(t, 0, 3000.0) == []  # clear
+def test_temperature_calibrates_and_keeps_the_ranking(loaded, tmp_path):
+    import json
+    import shutil
+
+    rec = raw_records(1)[0]
+    plain = page.analyse(pen_of(rec), [loaded]).probs
+    run = copy.copy(loaded)
+    shutil.copytree(loaded.run.root, tmp_path / "fold0")
+    run.run = type(loaded.run)(tmp_path / "fold0")
+    summary = json.loads(run.run.summary.read_text())
+    assert summary["val/temperature"] > 0 and summary["val/ece"] >= 0 and summary["val/ece_calibrated"] >= 0
+    run.run.summary.write_text(json.dumps({**summary, "val/temperature": 4.0}))
+    soft = page.analyse(pen_of(rec), [run]).probs
+    assert list(np.argsort(-soft)[:3]) == list(np.argsort(-plain)[:3]) and soft.max() < plain.max()
+    run.run.summary.unlink()  # an older run: T = 1
+    assert page.run_temperature(run.run) == 1.0
+    a = page.analyse(pen_of(rec), [run])
+    assert page.not_sure(a, 1.0) and not page.not_sure(a, 0.0)
 
 
 # ---- runs and review --------------------------------------------------------------------------------------
@@ -173,14 +178,13 @@ def test_review_drawings_come_from_the_store(tiny_run, loaded):  # noqa: F811
 
 # ---- label mode ---------------------------------------------------------------------------------------
 
-def canvas_drawing(k: int = 0):
-    rec = raw_records(k + 1)[k]
-    return parse_canvas(page.canvas_from_strokes(rec["drawing"]), times=[0.0, 400.0, 900.0][: len(rec["drawing"])])
+def pen_drawing(k: int = 0):
+    return parse_pen(pen_of(raw_records(k + 1)[k])).drawing
 
 
 def test_saves_append_lines_with_unique_key_ids(tmp_path):
     root = tmp_path / "collected"
-    d = canvas_drawing()
+    d = pen_drawing()
     path, first = collect.append_drawing(root, WORDS, "bear", d, "gb", recognized=True)
     before = path.read_bytes()
     keys = {first["key_id"]}
@@ -208,7 +212,7 @@ def test_new_key_id_skips_taken_ones():
 def test_words_outside_the_class_list_never_reach_the_disk(tmp_path, word):
     root = tmp_path / "collected"
     with pytest.raises(collect.CollectError):
-        collect.append_drawing(root, WORDS, word, canvas_drawing())
+        collect.append_drawing(root, WORDS, word, pen_drawing())
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
 
 
@@ -216,7 +220,7 @@ def test_odd_class_list_entries_cannot_escape(tmp_path):
     root = tmp_path / "collected"
     for word in ["../evil", "a/b", "..", "x\x00y"]:
         with pytest.raises(collect.CollectError):
-            collect.append_drawing(root, [word], word, canvas_drawing())
+            collect.append_drawing(root, [word], word, pen_drawing())
     assert list(tmp_path.rglob("*")) == []
 
 
@@ -226,14 +230,14 @@ def test_symlink_planted_at_a_word_file_is_refused(tmp_path):
     outside.write_text("")
     os.symlink(outside, root / "bear.ndjson")
     with pytest.raises(collect.CollectError):
-        collect.append_drawing(root, WORDS, "bear", canvas_drawing())
+        collect.append_drawing(root, WORDS, "bear", pen_drawing())
     assert outside.read_text() == ""
 
 
 def test_bad_country_codes_are_refused(tmp_path):
     for cc in ("GBR", "1A", "G", "é!"):
         with pytest.raises(collect.CollectError):
-            collect.append_drawing(tmp_path, WORDS, "bear", canvas_drawing(), cc)
+            collect.append_drawing(tmp_path, WORDS, "bear", pen_drawing(), cc)
     assert not (tmp_path / "bear.ndjson").exists()
 
 
@@ -241,7 +245,7 @@ def test_collected_files_round_trip_through_read_ndjson_and_prepare(tmp_path):
     root = tmp_path / "collected"
     saved = []
     for k, word in enumerate(["bear", "The Eiffel Tower", "bear"]):
-        d = canvas_drawing(k)
+        d = pen_drawing(k)
         _, rec = collect.append_drawing(root, WORDS, word, d, "FR", recognized=k == 0)
         saved.append((rec, d))
     batches = [b for p in sorted(root.glob("*.ndjson")) for b, rejects in read_ndjson(p) if not rejects]

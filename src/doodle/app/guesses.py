@@ -1,15 +1,20 @@
 """The drawing page's logic, free of Streamlit so it can be tested and timed on its own.
 
-A canvas drawing goes through what a stored raw drawing goes through: `canvas.parse_canvas` (canvas
-pixels, per-stroke arrival times) -> `strokes.simplify_raw` (Google's simplification, as prepare does) ->
+A drawing from the page's pen component goes through what a stored raw drawing goes through: `pen.parse_pen`
+(canvas pixels, each point's time in ms, checked) -> `strokes.simplify_raw` (Google's simplification, as
+prepare does) ->
 `render.raster.render_drawing` with the run's own spec for what the page shows, and `predict.loaded_run.predict_points` on
 the store's flat form (`batch.batch_from_drawings`) for the guesses. simplify_raw already puts points on
-the integer 0..255 grid, so both are the same pixels (tests/app/test_page.py checks this against the store).
-Nothing here preprocesses on its own.
+the integer 0..255 grid and keeps each kept point's time, so both are the same pixels, time channels
+included (tests/app/test_page.py checks this against the store). Nothing here preprocesses on its own.
+Probabilities are calibrated: each run's logits are divided by the temperature fitted on its validation
+logits at the end of training (summary.json `val/temperature`; 1 for older runs).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -20,7 +25,7 @@ import numpy as np
 
 from doodle import metrics
 from doodle.drawing.batch import batch_from_drawings
-from doodle.drawing.canvas import is_canvas_path, parse_canvas
+from doodle.drawing.pen import parse_pen
 from doodle.drawing.strokes import Drawing, DrawingError, Limits, simplify_raw
 from doodle.errors import UserError
 from doodle.predict.loaded_run import LoadedRun, batch_points, predict_points
@@ -28,6 +33,9 @@ from doodle.render.augment import Points
 from doodle.render.raster import ENCODINGS, RasterSpec, render_drawing
 from doodle.runs.folder import RunDir, load_logits
 from doodle.store.format import Store
+
+log = logging.getLogger("page")
+EMPTY = "Draw something: the guesses follow the pen."
 
 # Caps that keep one rerun near the latency goal (p95 <= 50 ms): simplify_raw costs about 0.4 ms per stroke
 # plus a numpy step per point it keeps, which grows with the ink. In the 0..255 box a real doodle has ~1,100
@@ -51,39 +59,11 @@ class Analysis:
     probs: np.ndarray | None = None
     classes: list[str] = field(default_factory=list)
     ms: dict = field(default_factory=dict)
+    seq: int = -1  # the component's send number this analysis answers
+    final: bool = True  # sent after a pen lift (not in the middle of a stroke)
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return top_guesses(self.probs, self.classes, k) if self.probs is not None else []
-
-
-def canvas_paths(json_data) -> dict:
-    """The canvas JSON's strokes only (its path objects, see canvas.is_canvas_path)."""
-    objects = json_data.get("objects") if isinstance(json_data, dict) else None
-    if not isinstance(objects, list):
-        return {"objects": []}
-    return {"objects": [o for o in objects if is_canvas_path(o)]}
-
-
-def count_paths(json_data) -> int:
-    """Strokes on the canvas (fabric.js path objects)."""
-    return len(canvas_paths(json_data)["objects"])
-
-
-def stroke_times(times: Sequence[float], n_paths: int, now_ms: float) -> list[float]:
-    """Arrival time (ms) of each stroke: a new path count is stamped `now`; undo drops the last times."""
-    times = list(times)[:n_paths]
-    return times + [float(now_ms)] * (n_paths - len(times))
-
-
-def canvas_from_strokes(strokes: Sequence, scale: float = 1.0, offset: float = 0.0) -> dict:
-    """`[(xs, ys, ...), ...]` -> canvas JSON with one M/L path per stroke (what the canvas sends, minus curves)."""
-    objects = []
-    for s in strokes:
-        xs = [offset + scale * float(v) for v in s[0]]
-        ys = [offset + scale * float(v) for v in s[1]]
-        path = [["M", xs[0], ys[0]]] + [["L", x, y] for x, y in zip(xs[1:], ys[1:], strict=True)]
-        objects.append({"type": "path", "path": path})
-    return {"version": "5.3.0", "objects": objects}
 
 
 def ink_length(d: Drawing) -> float:
@@ -118,7 +98,7 @@ def model_image(simplified: Drawing, spec: RasterSpec) -> np.ndarray:
 def ensemble_probs(runs: Sequence[LoadedRun], simplified: Drawing) -> np.ndarray:
     """Mean class probabilities over runs (each renders with its own spec); runs must share classes."""
     pts = as_points(simplified)
-    probs = [metrics.softmax(predict_points(lr, pts)[0], np.float64) for lr in runs]
+    probs = [metrics.softmax(predict_points(lr, pts)[0] / run_temperature(lr.run), np.float64) for lr in runs]
     return np.mean(probs, axis=0)
 
 
@@ -137,30 +117,61 @@ def compatible(runs: Sequence[LoadedRun]) -> tuple[list[LoadedRun], list[LoadedR
     return keep, [r for r in runs if r.classes != runs[0].classes]
 
 
-def analyse(json_data, times: Sequence[float] | None, runs: Sequence[LoadedRun],
-            limits: Limits = PAGE_LIMITS, max_ink: float = MAX_INK) -> Analysis:
-    """Canvas JSON + stroke times -> the model inputs and averaged guesses, with each step's time in ms."""
-    t0 = time.perf_counter()
-    json_data = canvas_paths(json_data)
-    if not json_data["objects"]:
-        return Analysis("empty", "Draw something: the guesses appear after each stroke.")
+def run_temperature(run: RunDir) -> float:
+    """The run's calibration temperature (summary.json `val/temperature`), 1.0 for runs without one."""
     try:
-        raw = parse_canvas(json_data, limits, times=times)
+        stamp = run.summary.stat().st_mtime_ns
+    except OSError:
+        return 1.0
+    key = (str(run.summary), stamp)
+    if key not in _TEMPERATURES:
+        try:
+            t = json.loads(run.summary.read_text()).get("val/temperature", 1.0)
+        except (OSError, ValueError, AttributeError):
+            t = 1.0
+        _TEMPERATURES[key] = float(t) if isinstance(t, (int, float)) and 0 < t < 1e3 else 1.0
+    return _TEMPERATURES[key]
+
+
+_TEMPERATURES: dict[tuple[str, int], float] = {}
+
+
+def not_sure(a: Analysis, threshold: float) -> bool:
+    """The top calibrated probability is below the page's threshold (config key app.not_sure)."""
+    return a.probs is not None and float(a.probs.max()) < threshold
+
+
+def refused(e: DrawingError, seq: int) -> Analysis:
+    """A drawing the page will not guess on: a message for the page, a line for the log."""
+    log.warning("pen drawing refused: %s", e)
+    if e.reason in TOO_LARGE:
+        return Analysis("too_large", f"Drawing too large ({e.detail}): undo some strokes or clear the canvas.",
+                        seq=seq)
+    return Analysis("invalid", f"Cannot read this drawing ({str(e)[:160]}).", seq=seq)
+
+
+def analyse(message, runs: Sequence[LoadedRun], limits: Limits = PAGE_LIMITS, max_ink: float = MAX_INK) -> Analysis:
+    """A pen component message -> the model inputs and averaged calibrated guesses, with each step's ms."""
+    t0 = time.perf_counter()
+    if message is None:
+        return Analysis("empty", EMPTY)
+    seq = message.get("seq", -1) if isinstance(message, dict) else -1
+    try:
+        pen = parse_pen(message, limits)
+        if pen.drawing is None:
+            return Analysis("empty", EMPTY, seq=pen.seq, final=pen.final)
         t1 = time.perf_counter()
-        simplified = simplify(raw, max_ink)
+        simplified = simplify(pen.drawing, max_ink)
     except DrawingError as e:
-        if e.reason in TOO_LARGE:
-            return Analysis("too_large", f"Drawing too large ({e.detail}): undo some strokes or clear the canvas.")
-        if e.reason == "empty_drawing":
-            return Analysis("empty", "Draw something: the guesses appear after each stroke.")
-        return Analysis("invalid", f"Cannot read this drawing ({e}).")
+        return refused(e, seq if isinstance(seq, int) else -1)
     t2 = time.perf_counter()
     specs = list(dict.fromkeys(lr.spec for lr in runs))
     images = [model_image(simplified, s) for s in specs]
     probs = ensemble_probs(runs, simplified) if runs else None
     t3 = time.perf_counter()
     ms = {"parse": 1e3 * (t1 - t0), "simplify": 1e3 * (t2 - t1), "model": 1e3 * (t3 - t2), "total": 1e3 * (t3 - t0)}
-    return Analysis("ok", "", raw, simplified, images, specs, probs, list(runs[0].classes) if runs else [], ms)
+    return Analysis("ok", "", pen.drawing, simplified, images, specs, probs, list(runs[0].classes) if runs else [],
+                    ms, pen.seq, pen.final)
 
 
 def channels(image: np.ndarray, spec: RasterSpec, zoom: int = 1) -> list[tuple[str, np.ndarray]]:
@@ -219,7 +230,7 @@ def mistakes(lr: LoadedRun) -> list[Mistake]:
     v = load_logits(lr.run.val_logits)
     if v["classes"] != lr.classes or v["target"] is None:
         raise UserError(f"{lr.run.val_logits}: classes or targets do not match the run's checkpoint")
-    probs = metrics.softmax(v["logits"], np.float64)
+    probs = metrics.softmax(v["logits"] / run_temperature(lr.run), np.float64)
     target = np.asarray(v["target"])
     pred = probs.argmax(axis=1)
     acc = metrics.per_class_accuracy(probs, target, len(lr.classes))

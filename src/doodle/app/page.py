@@ -1,19 +1,20 @@
-"""The drawing page: draw and see the top-3 guesses and the network's input; label drawings; review mistakes.
+"""The drawing page: draw and see the top-3 guesses (while drawing) and the network's input; label drawings;
+review mistakes.
 
     streamlit run src/app.py [-- --run outputs/r18_boost] [--outputs outputs] [--collected input/collected]
 
 Runs are the finished fold folders under --outputs (config.yaml + checkpoints/best.pt); each renders with
-its own saved config. The logic lives in doodle.app.guesses (drawing -> guesses) and doodle.app.labels (label mode).
+its own saved config. The logic lives in doodle.app.guesses (drawing -> guesses) and doodle.app.labels (label mode);
+the pen (doodle.app.pen_input) records each point's time and sends the drawing while it is drawn. The pen and
+its guesses are one fragment: an update reruns only that part of the page.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -21,12 +22,13 @@ import torch
 
 from doodle import resources
 from doodle.app import guesses, labels
+from doodle.app.pen_input import pen
 from doodle.predict.loaded_run import LoadedRun, load_run
 from doodle.runs.folder import RunDir, find_folds
 from doodle.store.format import Store
 
 ENSEMBLE = "ensemble of all"
-CANVAS_PX = 280
+CANVAS_PX = 400  # the pen's largest side; it shrinks to fit a narrow column (a phone)
 PER_PAGE = 12
 NO_RUN = """**No trained run under `{root}`.** The page needs one: a folder with `config.yaml` and
 `checkpoints/best.pt`. Make one on the bundled sample (a few minutes on a CPU):
@@ -116,31 +118,39 @@ def load_members(paths: list[Path]) -> list[LoadedRun]:
     return members
 
 
-def canvas(key: str) -> tuple[dict | None, list[float]]:
-    """The drawing canvas; each stroke's arrival time is kept in the session (the canvas records none)."""
-    from streamlit_drawable_canvas import st_canvas  # importable only inside a running page
+def drawn(key: str, runs: list[LoadedRun], where) -> guesses.Analysis:
+    """The pen's drawing, judged, with the pen mounted in `where` (a container placed by the caller).
 
-    res = st_canvas(stroke_width=4, stroke_color="#000000", background_color="#ffffff", width=CANVAS_PX,
-                    height=CANVAS_PX, drawing_mode="freedraw", key=key)
-    tkey = f"{key}_times"
-    st.session_state[tkey] = guesses.stroke_times(st.session_state.get(tkey, []), guesses.count_paths(res.json_data),
-                                               time.time() * 1000.0)
-    return res.json_data, st.session_state[tkey]
+    The newest send is answered: Streamlit folds sends that arrive while a run is busy into one rerun with the
+    latest value; a send older than the one answered last is dropped (its answer would be stale), and a rerun
+    for another reason reuses the last answer. The drawing is read from the session before the pen is
+    mounted, so the pen learns in the same run which send was answered: during a stroke it waits for that
+    before sending again (one update in flight, as Google's game polls), so the server never falls behind.
+    """
+    message = st.session_state.get(key)
+    memo = f"{key}_answer"
+    if message is None:  # a fresh pen (first run, or mounted again): forget answers to an older one
+        st.session_state.pop(memo, None)
+    last = st.session_state.get(memo)
+    seq = message.get("seq") if isinstance(message, dict) else None
+    if last is not None and isinstance(seq, int) and seq <= last.seq:
+        a = last
+    else:
+        a = st.session_state[memo] = guesses.analyse(message, runs)
+    with where:
+        pen(key, CANVAS_PX, answered=a.seq)
+    return a
 
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def guess_chart(top: list[tuple[str, float]]) -> alt.Chart:
-    """Horizontal bars on a fixed 0..100% axis, best guess on top."""
-    df = pd.DataFrame({"guess": [w for w, _ in top], "probability": [p for _, p in top]})
-    return alt.Chart(df, height=150).mark_bar().encode(
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title=None)),
-        y=alt.Y("guess:N", sort=None, title=None), tooltip=["guess", alt.Tooltip("probability:Q", format=".1%")])
+def not_sure_threshold(runs: list[LoadedRun]) -> float:
+    return runs[0].cfg.app.not_sure if runs else 0.0
 
 
-def show_guesses(a: guesses.Analysis) -> None:
+def show_guesses(a: guesses.Analysis, threshold: float) -> None:
     if a.status == "empty":
         st.info(a.message)
         return
@@ -148,12 +158,17 @@ def show_guesses(a: guesses.Analysis) -> None:
         st.warning(a.message)
         return
     top = a.top(3)
-    st.altair_chart(guess_chart(top), width="stretch")
+    if guesses.not_sure(a, threshold):
+        st.markdown(f"#### Not sure\nThe best guess has {top[0][1]:.0%}, under {threshold:.0%}: these are only "
+                    "hunches. Keep drawing.")
+    else:
+        st.markdown(f"#### It's **{top[0][0]}**")
     st.markdown("\n".join(f"{i}. **{w}** {p:.0%}" for i, (w, p) in enumerate(top, 1)))
     ms = a.ms
-    st.caption(f"{ms['total']:.0f} ms on the server (parse {ms['parse']:.1f}, simplify {ms['simplify']:.1f}, "
-               f"render + model {ms['model']:.1f}); {plural(a.raw.n_strokes, 'stroke')}, "
-               f"{plural(a.simplified.n_points, 'point')} after simplification")
+    st.caption(f"update {a.seq}{'' if a.final else ', pen down'}: {ms['total']:.0f} ms on the server (parse "
+               f"{ms['parse']:.1f}, simplify {ms['simplify']:.1f}, render + model {ms['model']:.1f}); "
+               f"{plural(a.raw.n_strokes, 'stroke')}, {plural(a.simplified.n_points, 'point')} after "
+               "simplification; calibrated probabilities")
 
 
 def show_channels(a: guesses.Analysis) -> None:
@@ -168,18 +183,23 @@ def show_channels(a: guesses.Analysis) -> None:
             col.image(grey, caption=name)
 
 
-def draw_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
-    st.title("Draw a doodle")
-    st.caption("Draw with the mouse: the guesses follow every stroke. Undo and clear are in the canvas toolbar.")
+@st.fragment
+def draw_live(runs: list[LoadedRun]) -> None:
     left, right = st.columns([1, 1])
     with left:
-        st.subheader("Draw here")  # also keeps the canvas toolbar clear of the text above
-        json_data, times = canvas("draw_canvas")
-    a = guesses.analyse(json_data, times, runs)
+        st.subheader("Draw here")
+        a = drawn("draw_pen", runs, st.container())
     with right:
         st.subheader("Guesses")
-        show_guesses(a)
+        show_guesses(a, not_sure_threshold(runs))
     show_channels(a)
+
+
+def draw_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
+    st.title("Draw a doodle")
+    st.caption("Draw with the mouse, a finger or a pen: the guesses follow the pen while you draw. "
+               "Undo and Clear are under the drawing.")
+    draw_live(runs)
 
 
 def class_accuracy(runs: list[LoadedRun]) -> np.ndarray | None:
@@ -204,8 +224,8 @@ def save(a: guesses.Analysis, word: str, words: list[str], args: argparse.Namesp
         st.error(f"Not saved: {e}")
         return
     n = st.session_state.get("label_saved", 0)
-    st.session_state.pop(f"label_canvas_{n}_times", None)
-    st.session_state.label_saved = n + 1  # a new canvas key: a fresh, empty canvas
+    st.session_state.pop(f"label_pen_{n}_answer", None)
+    st.session_state.label_saved = n + 1  # a new pen key: a fresh, empty pen
     st.session_state.label_msg = (f"Saved '{word}' to {path} (key_id {rec['key_id']}, "
                                   f"{'recognized' if recognized else 'not recognized'}).")
     st.rerun()
@@ -226,6 +246,16 @@ def label_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
     c3.text_input("Country", max_chars=2, key="label_cc", placeholder="GB")
     if msg := st.session_state.pop("label_msg", None):
         st.success(msg)
+    label_live(runs, word, words, args)
+    counts = collected_counts(str(args.collected), tuple(words), labels.file_stamps(args.collected))
+    st.subheader(f"Collected so far: {sum(counts.values())} drawing(s) of {len(counts)} word(s)")
+    if counts:
+        st.dataframe(pd.DataFrame({"word": list(counts), "drawings": list(counts.values())}),
+                     hide_index=True, height=min(400, 40 + 35 * len(counts)))
+
+
+@st.fragment
+def label_live(runs: list[LoadedRun], word: str, words: list[str], args: argparse.Namespace) -> None:
     left, right = st.columns([1, 1])
     with left:
         st.markdown(f"#### Draw: **{word}**")
@@ -233,18 +263,12 @@ def label_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
         if acc is not None and word in runs[0].classes:
             st.caption(f"The model gets {word} right {acc[runs[0].classes.index(word)]:.0%} of the time "
                        "on its validation drawings.")
-        json_data, times = canvas(f"label_canvas_{st.session_state.get('label_saved', 0)}")
-    a = guesses.analyse(json_data, times, runs)
+        a = drawn(f"label_pen_{st.session_state.get('label_saved', 0)}", runs, st.container())
     with right:
         st.subheader("Guesses")
-        show_guesses(a)
-        if st.button("Save drawing", type="primary", disabled=a.status != "ok", key="label_save"):
+        show_guesses(a, not_sure_threshold(runs))
+        if st.button("Save drawing", type="primary", disabled=a.status != "ok" or not a.final, key="label_save"):
             save(a, word, words, args)
-    counts = collected_counts(str(args.collected), tuple(words), labels.file_stamps(args.collected))
-    st.subheader(f"Collected so far: {sum(counts.values())} drawing(s) of {len(counts)} word(s)")
-    if counts:
-        st.dataframe(pd.DataFrame({"word": list(counts), "drawings": list(counts.values())}),
-                     hide_index=True, height=min(400, 40 + 35 * len(counts)))
 
 
 def review_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
