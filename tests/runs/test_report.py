@@ -20,7 +20,7 @@ from doodle.runs.folder import load_logits
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
-FIGURES = {"curves", "class_accuracy", "confusions", "quotas", "inputs", "channels"}
+FIGURES = {"curves", "reliability", "class_accuracy", "confusions", "quotas", "inputs", "channels"}
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +57,8 @@ def test_report_writes_markdown_and_valid_pngs(report):
     md = (report / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {Path(link).stem for link in links} == FIGURES
+    calib = md[md.index("## Calibration"):md.index("## Per-class accuracy")]
+    assert "stored by training" in calib and "ECE before" in calib and "out-of-fold drawings: ECE" in calib
     for link in links:
         png = report / link
         assert png.is_file() and png.stat().st_size > 1000, link
@@ -97,7 +99,7 @@ def test_report_without_the_store_notes_it_and_still_succeeds(run, tmp_path):
     md = (fold / "report.md").read_text()
     assert "not available" in md and str(tmp_path / "gone") in md
     pngs = {p.stem for p in (fold / "report").glob("*.png")}
-    assert pngs == {"curves", "class_accuracy", "quotas"}
+    assert pngs == {"curves", "reliability", "class_accuracy", "quotas"}
     assert "## Most confused pairs" in md  # the table needs logits only
 
 

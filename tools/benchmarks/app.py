@@ -1,11 +1,11 @@
 """The drawing page's server time from a stroke arriving to the guesses being ready, on the CPU.
 
 Real Google raw drawings (`--data`/raw/*.ndjson, else the bundled input/sample/raw) are scaled into the
-280 px canvas and written as the canvas sends them (fabric.js paths: M, a quadratic Q per mouse move,
-L), with each stroke's arrival time taken from the drawing's own clock. Every stroke of every drawing is
-one event: `page.analyse` on the canvas so far = parse_canvas + simplify_raw + render + ResNet18 forward
-at 64 px (order3, untrained weights, 340 classes: the cost is the same), with 2 torch threads and with 1
-(the page's default). Goal: p95 <= 50 ms. The machine's load is given with each row: the figures are only
+pen's 400 px square and written as the pen component sends them (every point with its own time, from the
+drawing's own clock). Every stroke of every drawing is one event: `page.analyse` on the drawing so far =
+parse_pen + simplify_raw + render + ResNet18 forward at 64 px (order3, untrained weights, 340 classes: the
+cost is the same; the temperature is read from the run's summary), with 2 torch threads and with 1 (the
+page's default). Goal: p95 <= 50 ms. The machine's load is given with each row: the figures are only
 as quiet as the cores were.
 """
 
@@ -23,33 +23,27 @@ import torch
 from doodle import resources
 from doodle.app import guesses as page
 from doodle.config import Config
+from doodle.drawing.pen import pen_message
 from doodle.models.factory import build_model
 from doodle.predict.loaded_run import LoadedRun
 from doodle.runs.folder import RunDir
 from doodle.train.engine import resolve_precision
 
-CANVAS = 280.0
+CANVAS = 400.0
 MARGIN = 20.0
 
 
-def fabric_path(xy: np.ndarray) -> list:
-    """A stroke as fabric.js's pencil brush sends it: quadratic segments through the midpoints."""
-    path = [["M", *xy[0]]]
-    for i in range(1, len(xy) - 1):
-        mid = (xy[i] + xy[i + 1]) / 2
-        path.append(["Q", *xy[i], *mid])
-    path.append(["L", *xy[-1]])
-    return [[c[0], *map(float, c[1:])] for c in path]
-
-
-def to_canvas(strokes: list) -> tuple[dict, list[float]]:
-    """Raw strokes (any pixel scale) -> canvas JSON inside a 280 px canvas, and per-stroke arrival times."""
+def to_pen(strokes: list) -> list:
+    """Raw strokes (any pixel scale) -> the same strokes with times inside the pen's square, 0.1 px steps."""
     xy = [np.stack([np.asarray(s[0], float), np.asarray(s[1], float)], axis=1) for s in strokes]
     allp = np.concatenate(xy)
     lo, extent = allp.min(axis=0), max(float(np.ptp(allp, axis=0).max()), 1.0)
     scale = (CANVAS - 2 * MARGIN) / extent
-    objects = [{"type": "path", "path": fabric_path((p - lo) * scale + MARGIN)} for p in xy]
-    return {"objects": objects}, [float(s[2][-1]) for s in strokes]
+    out = []
+    for p, s in zip(xy, strokes, strict=True):
+        q = np.round((p - lo) * scale + MARGIN, 1)
+        out.append([q[:, 0].tolist(), q[:, 1].tolist(), list(s[2])])
+    return out
 
 
 def drawings(data: Path, n: int) -> list[list]:
@@ -78,8 +72,8 @@ def run(args) -> Iterator[dict]:
     events = []
     raw = drawings(args.data, 40 if args.quick else 150)
     for strokes in raw:
-        data, times = to_canvas(strokes)
-        events += [({"objects": data["objects"][: k + 1]}, times[: k + 1]) for k in range(len(strokes))]
+        pen = to_pen(strokes)
+        events += [pen_message(pen[: k + 1], seq=len(events) + 1) for k in range(len(strokes))]
     # 2 threads: the whole machine; 1: the page's default (robust when other work shares the cores)
     for threads in (2, 1):
         torch.set_num_threads(threads)
@@ -87,20 +81,20 @@ def run(args) -> Iterator[dict]:
 
 
 def timed(events: list, lr: LoadedRun, n_drawings: int, threads: int) -> dict:
-    for data, times in events[:10]:  # warm-up: numba load, first torch calls
-        page.analyse(data, times, [lr])
+    for message in events[:10]:  # warm-up: numba load, first torch calls
+        page.analyse(message, [lr])
     total, parts, statuses, points = [], [], [], []
-    for data, times in events:
+    for message in events:
         t0 = time.perf_counter()
-        a = page.analyse(data, times, [lr])
+        a = page.analyse(message, [lr])
         total.append(1e3 * (time.perf_counter() - t0))
         statuses.append(a.status)
         parts.append([a.ms.get(k, 0.0) for k in ("parse", "simplify", "model")])
         points.append(a.raw.n_points if a.raw is not None else 0)
     total, parts = np.array(total), np.array(parts)
     return {"bench": "app", "events": len(events), "drawings": n_drawings, "torch_threads": threads,
-           "ok": statuses.count("ok"), "model": "resnet18 64px order3, 340 classes",
-           "canvas_points_p50": int(np.median(points)), "canvas_points_max": int(max(points)),
+           "ok": statuses.count("ok"), "model": "resnet18 64px order3, 340 classes", "input": "pen, timed",
+           "pen_points_p50": int(np.median(points)), "pen_points_max": int(max(points)),
            "ms_p50": round(float(np.percentile(total, 50)), 2), "ms_p95": round(float(np.percentile(total, 95)), 2),
            "ms_max": round(float(total.max()), 2),
            "ms_p50_parse_simplify_model": [round(float(v), 2) for v in np.median(parts, axis=0)],
