@@ -118,14 +118,12 @@ def load_members(paths: list[Path]) -> list[LoadedRun]:
     return members
 
 
-def drawn(key: str, runs: list[LoadedRun], where) -> guesses.Analysis:
-    """The pen's drawing, judged, with the pen mounted in `where` (a container placed by the caller).
+def drawn(key: str, runs: list[LoadedRun]) -> guesses.Analysis:
+    """The pen's drawing (read from the session: the pen is mounted later, by `mount_pen`), judged.
 
     The newest send is answered: Streamlit folds sends that arrive while a run is busy into one rerun with the
     latest value; a send older than the one answered last is dropped (its answer would be stale), and a rerun
-    for another reason reuses the last answer. The drawing is read from the session before the pen is
-    mounted, so the pen learns in the same run which send was answered: during a stroke it waits for that
-    before sending again (one update in flight, as Google's game polls), so the server never falls behind.
+    for another reason reuses the last answer.
     """
     message = st.session_state.get(key)
     memo = f"{key}_answer"
@@ -134,12 +132,17 @@ def drawn(key: str, runs: list[LoadedRun], where) -> guesses.Analysis:
     last = st.session_state.get(memo)
     seq = message.get("seq") if isinstance(message, dict) else None
     if last is not None and isinstance(seq, int) and seq <= last.seq:
-        a = last
-    else:
-        a = st.session_state[memo] = guesses.analyse(message, runs)
+        return last
+    a = st.session_state[memo] = guesses.analyse(message, runs)
+    return a
+
+
+def mount_pen(key: str, a: guesses.Analysis, where) -> None:
+    """The pen, in `where` (a container placed earlier), mounted after the guesses are on the page: it learns
+    there which send was answered, and during a stroke waits for that before sending again (one update in
+    flight, as Google's game polls), so a new send never cuts short the run that shows the previous one."""
     with where:
         pen(key, CANVAS_PX, answered=a.seq)
-    return a
 
 
 def plural(n: int, word: str) -> str:
@@ -188,11 +191,13 @@ def draw_live(runs: list[LoadedRun]) -> None:
     left, right = st.columns([1, 1])
     with left:
         st.subheader("Draw here")
-        a = drawn("draw_pen", runs, st.container())
+        slot = st.container()
+    a = drawn("draw_pen", runs)
     with right:
         st.subheader("Guesses")
         show_guesses(a, not_sure_threshold(runs))
     show_channels(a)
+    mount_pen("draw_pen", a, slot)
 
 
 def draw_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
@@ -263,12 +268,15 @@ def label_live(runs: list[LoadedRun], word: str, words: list[str], args: argpars
         if acc is not None and word in runs[0].classes:
             st.caption(f"The model gets {word} right {acc[runs[0].classes.index(word)]:.0%} of the time "
                        "on its validation drawings.")
-        a = drawn(f"label_pen_{st.session_state.get('label_saved', 0)}", runs, st.container())
+        slot = st.container()
+    key = f"label_pen_{st.session_state.get('label_saved', 0)}"
+    a = drawn(key, runs)
     with right:
         st.subheader("Guesses")
         show_guesses(a, not_sure_threshold(runs))
         if st.button("Save drawing", type="primary", disabled=a.status != "ok" or not a.final, key="label_save"):
             save(a, word, words, args)
+    mount_pen(key, a, slot)
 
 
 def review_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
