@@ -1,10 +1,10 @@
 """Augmentation from config: stroke-space transforms on `Drawings` (cost independent of image size) and an
 optional albumentations pipeline on the rendered images.
 
-Stroke-space transforms act on a whole batch at once in the 0..255 box and return `Drawings` of the same
-rows (a `Batch` keeps its metadata): one random affine per drawing
+Stroke-space transforms act on a whole batch at once in the 0..255 box: one random affine per drawing
 (scale, aspect stretch, rotation, shear, shift, horizontal flip about the box centre), stroke dropout
-(never every stroke of a drawing) and per-point jitter.
+(never every stroke of a drawing) and per-point jitter. Each returns `Drawings` of the same rows (a `Batch`
+keeps its metadata).
 """
 
 from __future__ import annotations
