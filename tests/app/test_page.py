@@ -15,6 +15,7 @@ from doodle import resources
 from doodle.app import guesses as page
 from doodle.app import labels as collect
 from doodle.drawing.canvas import parse_canvas
+from doodle.drawing.flat import Drawings
 from doodle.drawing.strokes import simplify_raw
 from doodle.models.factory import build_model
 from doodle.predict.loaded_run import load_run
@@ -82,7 +83,7 @@ def test_time_channels_follow_the_strokes_arrival(loaded):
 def test_shown_image_is_the_model_input(loaded):
     rec = raw_records(1)[0]
     a = page.analyse(*canvas_of(rec), [loaded])
-    fed = make_inputs(page.as_points(a.simplified), loaded.cfg, loaded.spec, loaded.input_kind)["image"]
+    fed = make_inputs(Drawings.pack([a.simplified]), loaded.cfg, loaded.spec, loaded.input_kind)["image"]
     np.testing.assert_array_equal(a.images[0], fed[0].numpy())
     assert a.probs.shape == (len(loaded.classes),) and abs(a.probs.sum() - 1) < 1e-6
     top = a.top(3)

@@ -2,8 +2,8 @@
 
 A canvas drawing goes through what a stored raw drawing goes through: `canvas.parse_canvas` (canvas
 pixels, per-stroke arrival times) -> `strokes.simplify_raw` (Google's simplification, as prepare does) ->
-`render.raster.render_drawing` with the run's own spec for what the page shows, and `predict.loaded_run.predict_points` on
-the store's flat form (`batch.batch_from_drawings`) for the guesses. simplify_raw already puts points on
+`render.raster.render_drawing` with the run's own spec for what the page shows, and `predict.loaded_run.predict_drawings` on
+the store's flat form (`flat.Drawings.pack`) for the guesses. simplify_raw already puts points on
 the integer 0..255 grid, so both are the same pixels (tests/app/test_page.py checks this against the store).
 Nothing here preprocesses on its own.
 """
@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from doodle import metrics
-from doodle.drawing.batch import batch_from_drawings
 from doodle.drawing.canvas import is_canvas_path, parse_canvas
+from doodle.drawing.flat import Drawings
 from doodle.drawing.strokes import Drawing, DrawingError, Limits, simplify_raw
 from doodle.errors import UserError
-from doodle.predict.loaded_run import LoadedRun, batch_points, predict_points
-from doodle.render.augment import Points
+from doodle.predict.loaded_run import LoadedRun, predict_drawings
 from doodle.render.raster import ENCODINGS, RasterSpec, render_drawing
 from doodle.runs.folder import RunDir, load_logits
 from doodle.store.format import Store
@@ -105,11 +104,6 @@ def simplify(raw: Drawing, max_ink: float = MAX_INK) -> Drawing:
     return simplify_raw(raw)
 
 
-def as_points(simplified: Drawing) -> Points:
-    """The store's flat form of one simplified drawing (uint8 box, int32 ms), as a batch of one."""
-    return batch_points(batch_from_drawings([{"key_id": 0, "line": 0}], [simplified]))
-
-
 def model_image(simplified: Drawing, spec: RasterSpec) -> np.ndarray:
     """The network's input for a simplified drawing: THE rasteriser with the run's spec, (H, W, C) uint8."""
     return render_drawing(simplified, spec)
@@ -117,8 +111,8 @@ def model_image(simplified: Drawing, spec: RasterSpec) -> np.ndarray:
 
 def ensemble_probs(runs: Sequence[LoadedRun], simplified: Drawing) -> np.ndarray:
     """Mean class probabilities over runs (each renders with its own spec); runs must share classes."""
-    pts = as_points(simplified)
-    probs = [metrics.softmax(predict_points(lr, pts)[0], np.float64) for lr in runs]
+    d = Drawings.pack([simplified])  # the store's flat form: uint8 box, int32 ms
+    probs = [metrics.softmax(predict_drawings(lr, d)[0], np.float64) for lr in runs]
     return np.mean(probs, axis=0)
 
 

@@ -22,13 +22,14 @@ import pandas as pd
 
 from doodle import cli
 from doodle.drawing.batch import Batch, concat_batches
+from doodle.drawing.flat import Drawings
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, parse_key_id
 from doodle.metrics import accuracy, map_at_k
 from doodle.predict.loaded_run import input_files, load_run
 from doodle.predict.submission import to_submission, write_submission
 from doodle.runs.folder import save_logits
 from doodle.store.readers import read_file
-from doodle.train.data import BatchDataset, MemoryDrawings, fixed_batches, make_loader
+from doodle.train.data import BatchDataset, fixed_batches, make_loader
 from doodle.train.distributed import resolve_device
 from doodle.train.engine import evaluate
 
@@ -62,10 +63,10 @@ def usable_key(key_id: str) -> int | None:
 def blank_rows(rows: list[tuple[int, int]]) -> Batch:
     """Rows with no strokes for rejected drawings whose key_id is usable: (key_id, line) pairs."""
     n = len(rows)
-    return Batch(np.array([k for k, _ in rows], np.int64), [None] * n, [""] * n,
-                 np.full(n, -1, np.int8), [""] * n, np.array([ln for _, ln in rows], np.int64),
-                 np.zeros((0, 2), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(n, np.int32),
-                 np.zeros(n, bool))
+    blank = Drawings(np.zeros((0, 2), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(n, np.int32))
+    return Batch.of(blank, key_id=np.array([k for k, _ in rows], np.int64), word=[None] * n, countrycode=[""] * n,
+                    recognized=np.full(n, -1, np.int8), timestamp=[""] * n,
+                    line=np.array([ln for _, ln in rows], np.int64), raw=np.zeros(n, bool))
 
 
 def read_inputs(files: list[Path], reject_log: Path) -> Batch:
@@ -95,9 +96,8 @@ def read_inputs(files: list[Path], reject_log: Path) -> Batch:
 
 def run_predictions(lr, batch: Batch, batch_size: int, tta: str, workers: int) -> np.ndarray:
     """Logits for every row of `batch`, rendered by the training dataset code in DataLoader workers."""
-    src = MemoryDrawings(batch)
-    order = fixed_batches(np.arange(len(src)), batch_size)
-    loaders = [make_loader(BatchDataset(src, None, lr.cfg, lr.input_kind, flip=f), order, workers)
+    order = fixed_batches(np.arange(len(batch)), batch_size)
+    loaders = [make_loader(BatchDataset(batch, None, lr.cfg, lr.input_kind, flip=f), order, workers)
                for f in ([False, True] if tta == "flip" else [False])]
     out = evaluate(lr.model, loaders, lr.device, lr.precision, channels_last=False)
     assert np.array_equal(out["key_id"], batch.key_id), "prediction order lost"
