@@ -19,11 +19,18 @@ from helpers import command_module, shrink
 
 from doodle import cli
 from doodle.app import guesses
-from doodle.predict.exported import is_exported, load_exported, load_model, member_folder
-from doodle.predict.loaded_run import load_run, predict_points
+from doodle.predict.exported import (
+    fold_split,
+    is_exported,
+    load_exported,
+    load_model,
+    member_folder,
+    store_logits,
+)
+from doodle.predict.loaded_run import load_run
 from doodle.predict.package import MANIFEST, ExportError, read_package
-from doodle.render.augment import Points
 from doodle.runs.folder import RunDir, load_logits, save_logits
+from doodle.train.data import BatchDataset
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "input/sample"
@@ -122,12 +129,13 @@ def test_sequence_model_exports_with_dynamic_batch_and_length(seq_run, tmp_path)
     assert report["fp32_vs_torch"]["max_abs_diff"] <= 1e-3
     lr, ort = load_run(seq_run), load_exported(out)
     assert ort.input_kind == "sequence" and json.loads(meta(out)["doodle.sequence"])["max_points"] == 40
-    rng = np.random.default_rng(0)
-    for n_points in ([3], [50, 7, 1, 25]):  # lengths shorter and longer than the traced 12, batch 1 and 4
-        xy = rng.integers(0, 256, (sum(n_points), 2)).astype(np.float32)
-        pts = Points(xy, np.full(len(xy), -1, np.int32), np.array(n_points, np.int32),
-                     np.ones(len(n_points), np.int32))
-        np.testing.assert_allclose(predict_points(ort, pts), predict_points(lr, pts), atol=1e-4)
+    store, split = fold_split(lr.cfg, 0)
+    rows = split.val_idx[:30]
+    lengths = BatchDataset(store, split, lr.cfg, "sequence")[rows.tolist()]["seq_len"].numpy()
+    assert len(set(lengths.tolist())) > 5 and lengths.max() > 12  # lengths other than the traced 12
+    for batch in (1, 7):  # batches padded to other lengths than the traced 12, alone and side by side
+        np.testing.assert_allclose(store_logits(ort, store, split, rows, batch_size=batch),
+                                   store_logits(lr, store, split, rows, batch_size=batch), atol=1e-4)
 
 
 def test_page_guesses_from_an_export(exported):
