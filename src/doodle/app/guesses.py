@@ -23,6 +23,7 @@ from doodle.drawing.canvas import is_canvas_path, parse_canvas
 from doodle.drawing.flat import Drawings
 from doodle.drawing.strokes import Drawing, DrawingError, Limits, simplify_raw
 from doodle.errors import UserError
+from doodle.predict.exported import SUFFIXES
 from doodle.predict.loaded_run import LoadedRun, predict_drawings
 from doodle.render.raster import ENCODINGS, RasterSpec, render_drawing
 from doodle.runs.folder import RunDir, load_logits
@@ -177,7 +178,8 @@ def display_image(image: np.ndarray) -> np.ndarray:
 # ---- runs on disk -------------------------------------------------------------------------------------
 
 def find_runs(root: str | Path, max_depth: int = 3) -> list[Path]:
-    """Finished fold folders (config.yaml + checkpoints/best.pt) at or under `root`, sorted."""
+    """Finished fold folders (config.yaml + checkpoints/best.pt) and exported models (.onnx, .doodle) at or
+    under `root`, sorted."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -186,6 +188,7 @@ def find_runs(root: str | Path, max_depth: int = 3) -> list[Path]:
         for cfg in root.glob("/".join(["*"] * depth + ["config.yaml"])):
             if RunDir(cfg.parent).best.is_file():
                 found.append(cfg.parent)
+        found += [f for s in SUFFIXES for f in root.glob("/".join(["*"] * depth + [f"*{s}"])) if f.is_file()]
     return sorted(set(found))
 
 

@@ -4,7 +4,8 @@
 
 `--test` may also be a Google ndjson or a folder of drawing files (label files skipped); when the drawings
 have words (or `--labels key_id,word CSV` is given) MAP@3 is reported too. The run's own config.yaml and
-best.pt are used, never configs/. A test row whose drawing cannot be parsed still gets a prediction (from an
+best.pt are used, never configs/; `--run` may also be an exported `.onnx` or `.doodle` file (its config travels
+inside it; what predict writes goes to `<dir>/<stem>-<onnx|doodle>/fold<k>/`). A test row whose drawing cannot be parsed still gets a prediction (from an
 empty canvas, so the submission keeps every key_id); such rows are listed in <run>/predict_rejects.csv.
 """
 
@@ -25,7 +26,8 @@ from doodle.drawing.batch import Batch, concat_batches
 from doodle.drawing.flat import Drawings
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, parse_key_id
 from doodle.metrics import accuracy, map_at_k
-from doodle.predict.loaded_run import input_files, load_run
+from doodle.predict.exported import load_model
+from doodle.predict.loaded_run import input_files
 from doodle.predict.submission import to_submission, write_submission
 from doodle.runs.folder import save_logits
 from doodle.store.readers import read_file
@@ -38,7 +40,8 @@ log = logging.getLogger("predict")
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="predict drawings with a trained run")
-    p.add_argument("--run", required=True, type=Path, help="outputs/<run>/fold<k> (or outputs/<run>: its first fold)")
+    p.add_argument("--run", required=True, type=Path,
+                   help="outputs/<run>/fold<k> (or outputs/<run>: its first fold), or an exported .onnx / .doodle")
     p.add_argument("--test", type=Path, default=Path("input/test_simplified.csv"),
                    help="Kaggle test CSV, Google ndjson, or a folder of Kaggle train CSVs")
     p.add_argument("--labels", type=Path, help="key_id,word CSV with the answers, to report MAP@3")
@@ -127,7 +130,8 @@ def score(logits, keys, words, classes, labels: Path | None) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
-    lr = load_run(args.run, resolve_device(args.device))
+    lr = load_model(args.run, resolve_device(args.device))
+    lr.run.root.mkdir(parents=True, exist_ok=True)  # an export's output folder is made on first use
     batch = read_inputs(input_files(args.test), lr.run.predict_rejects)
     logits = run_predictions(lr, batch, args.batch_size, args.tta or lr.cfg.val.tta, args.workers)
     keys, words = batch.key_id, batch.word
