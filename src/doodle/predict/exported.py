@@ -27,7 +27,7 @@ from doodle.predict.package import ExportError, read_package
 from doodle.render.raster import raster_spec
 from doodle.runs.folder import RunDir, save_logits
 from doodle.store.format import Store
-from doodle.train.data import BatchDataset, Split, fixed_batches, make_loader, make_split
+from doodle.train.data import Split, eval_loaders, fixed_batches, make_split
 from doodle.train.engine import evaluate, resolve_precision
 
 ONNX_FORMAT = "doodle-onnx/1"
@@ -171,9 +171,7 @@ def fold_split(cfg: ConfigType, fold: int, store: str | Path | None = None) -> t
 def store_logits(lr: LoadedRun, store: Store, split: Split, idx: np.ndarray, tta: str = "none",
                  batch_size: int = 256) -> np.ndarray:
     """Logits (N, C) of the drawings `idx` of the store, rendered as the run renders them (`tta`: none | flip)."""
-    loaders = [make_loader(BatchDataset(store, split, lr.cfg, lr.input_kind, flip=f),
-                           fixed_batches(np.asarray(idx), batch_size), 0)
-               for f in ([False, True] if tta == "flip" else [False])]
+    loaders = eval_loaders(store, split, lr.cfg, lr.input_kind, fixed_batches(np.asarray(idx), batch_size), 0, tta)
     return evaluate(lr.model, loaders, lr.device, lr.precision, progress=False)["logits"]
 
 

@@ -31,7 +31,7 @@ from doodle.predict.loaded_run import input_files
 from doodle.predict.submission import to_submission, write_submission
 from doodle.runs.folder import save_logits
 from doodle.store.readers import read_file
-from doodle.train.data import BatchDataset, fixed_batches, make_loader
+from doodle.train.data import eval_loaders, fixed_batches
 from doodle.train.distributed import resolve_device
 from doodle.train.engine import evaluate
 
@@ -100,8 +100,7 @@ def read_inputs(files: list[Path], reject_log: Path) -> Batch:
 def run_predictions(lr, batch: Batch, batch_size: int, tta: str, workers: int) -> np.ndarray:
     """Logits for every row of `batch`, rendered by the training dataset code in DataLoader workers."""
     order = fixed_batches(np.arange(len(batch)), batch_size)
-    loaders = [make_loader(BatchDataset(batch, None, lr.cfg, lr.input_kind, flip=f), order, workers)
-               for f in ([False, True] if tta == "flip" else [False])]
+    loaders = eval_loaders(batch, None, lr.cfg, lr.input_kind, order, workers, tta)
     out = evaluate(lr.model, loaders, lr.device, lr.precision, channels_last=False)
     assert np.array_equal(out["key_id"], batch.key_id), "prediction order lost"
     return out["logits"]

@@ -217,3 +217,12 @@ def make_loader(dataset: Dataset, batches, num_workers: int, seed: int = 0) -> D
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
                       pin_memory=torch.cuda.is_available(), generator=g, **kwargs)
 
+
+
+
+def eval_loaders(source: Store | Batch, split: Split | None, cfg: Config, input_kind: str, batches,
+                 num_workers: int, tta: str) -> list[DataLoader]:
+    """Loaders for evaluating `batches` of `source` with test-time augmentation `tta` (none | flip): one
+    loader per view, plain then mirrored; `engine.evaluate` averages their outputs."""
+    return [make_loader(BatchDataset(source, split, cfg, input_kind, flip=f), batches, num_workers)
+            for f in ([False, True] if tta == "flip" else [False])]
