@@ -10,7 +10,8 @@ so the rule holds without importing anything.
     models    registry, timm + our sequence models
     runs      the run folder, reports, figures
     train     data, engine, plan, optimisation, distributed, the train recipe
-    predict   loaded runs, ensemble, submission, the predict recipe
+    predict   loaded runs and exported files, ensemble, submission, the predict recipe
+    export    a run -> ONNX (fp32, int8) or a .doodle package, with its checks
     app, tools  the drawing page; the tools/*.py commands (the top: anything below)
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "doodle"
 SHARED = {"config", "metrics", "errors", "cli", "resources", "__init__"}
-LAYERS = ["shared", "drawing", "render", "store", "sources", "models", "runs", "train", "predict", "app"]
+LAYERS = ["shared", "drawing", "render", "store", "sources", "models", "runs", "train", "predict", "export", "app"]
 RANK = {name: i for i, name in enumerate(LAYERS)} | {"tools": len(LAYERS) - 1}
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks, one JSON object per line on stdout.
 
-    python tools/bench.py prepare|raster|loader|train|submission|app|seq|page|all [--quick] [--data DIR]
+    python tools/bench.py prepare|raster|loader|train|submission|app|seq|export|page|all [--quick] [--data DIR]
 
 Each benchmark lives in tools/benchmarks/<name>.py and exposes `run(args) -> iterator of dicts`.
 Speed ratios are measured against ../shared/bench/naive_baseline.py in the same process.
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-BENCHES = ["prepare", "raster", "loader", "train", "submission", "app", "seq", "page"]
+BENCHES = ["prepare", "raster", "loader", "train", "submission", "app", "seq", "export", "page"]
 
 
 def main(argv=None) -> int:
@@ -33,7 +33,9 @@ def main(argv=None) -> int:
                    help="folder holding naive_baseline.py")
     p.add_argument("--quick", action="store_true", help="fewer drawings and repeats (smoke run)")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--run", type=Path, help="train: a finished run's fold folder, for its whole-run images/s ratio; page: the run the page serves")
+    p.add_argument("--run", type=Path, help="train: a finished run's fold folder, for its whole-run images/s ratio; "
+                   "export: the run to export and time; page: the run the page serves")
+    p.add_argument("--store", type=Path, help="export: the run's store, when not at its config's data.store")
     args = p.parse_args(argv)
     if args.bench == "all":  # each in its own process: benches set thread counts and warm caches
         rest = [f"--data={args.data}", f"--naive={args.naive}", f"--repeats={args.repeats}",

@@ -14,6 +14,7 @@ from conftest_app import RAW, outputs_copy, tiny_run  # noqa: F401  (fixtures)
 from doodle import resources
 from doodle.app import guesses as page
 from doodle.app import labels as collect
+from doodle.drawing.flat import Drawings
 from doodle.drawing.pen import parse_pen, pen_message
 from doodle.drawing.strokes import simplify_raw
 from doodle.models.factory import build_model
@@ -74,7 +75,7 @@ def test_pen_drawing_renders_as_the_store_does(tiny_run, loaded):  # noqa: F811
 def test_shown_image_is_the_model_input(loaded):
     rec = raw_records(1)[0]
     a = page.analyse(pen_of(rec), [loaded])
-    fed = make_inputs(page.as_points(a.simplified), loaded.cfg, loaded.spec, loaded.input_kind)["image"]
+    fed = make_inputs(Drawings.pack([a.simplified]), loaded.cfg, loaded.spec, loaded.input_kind)["image"]
     np.testing.assert_array_equal(a.images[0], fed[0].numpy())
     assert a.probs.shape == (len(loaded.classes),) and abs(a.probs.sum() - 1) < 1e-6
     top = a.top(3)
@@ -126,24 +127,25 @@ def test_long_but_reasonable_drawing_is_accepted(loaded):
     assert a.status == "ok" and len(a.top(3)) == 3
 
 
-def test_temperature_calibrates_and_keeps_the_ranking(loaded, tmp_path):
-    import json
-    import shutil
+def test_temperature_calibrates_and_keeps_the_ranking(loaded):
+    import dataclasses
 
     rec = raw_records(1)[0]
-    plain = page.analyse(pen_of(rec), [loaded]).probs
-    run = copy.copy(loaded)
-    shutil.copytree(loaded.run.root, tmp_path / "fold0")
-    run.run = type(loaded.run)(tmp_path / "fold0")
-    summary = json.loads(run.run.summary.read_text())
+    summary = json.loads(loaded.run.summary.read_text())
     assert summary["val/temperature"] > 0 and summary["val/ece"] >= 0 and summary["val/ece_calibrated"] >= 0
-    run.run.summary.write_text(json.dumps({**summary, "val/temperature": 4.0}))
-    soft = page.analyse(pen_of(rec), [run]).probs
+    assert loaded.temperature == pytest.approx(summary["val/temperature"])  # best.pt carries it
+    plain = page.analyse(pen_of(rec), [dataclasses.replace(loaded, temperature=1.0)]).probs
+    soft = page.analyse(pen_of(rec), [dataclasses.replace(loaded, temperature=4.0)]).probs
     assert list(np.argsort(-soft)[:3]) == list(np.argsort(-plain)[:3]) and soft.max() < plain.max()
-    run.run.summary.unlink()  # an older run: T = 1
-    assert page.run_temperature(run.run) == 1.0
-    a = page.analyse(pen_of(rec), [run])
+    a = page.analyse(pen_of(rec), [loaded])
     assert page.not_sure(a, 1.0) and not page.not_sure(a, 0.0)
+
+
+def test_runs_without_a_temperature_are_not_rescaled():
+    from doodle.predict.loaded_run import temperature_of
+
+    assert [temperature_of(v) for v in (None, 0, -2.0, float("nan"), "2", 1e9)] == [1.0] * 6
+    assert temperature_of(0.77) == 0.77
 
 
 # ---- runs and review --------------------------------------------------------------------------------------

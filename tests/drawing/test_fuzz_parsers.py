@@ -201,21 +201,19 @@ def test_kaggle_near_valid(data):
 
 
 def fast_matches_careful(fields: list[str]) -> None:
-    res = parse_kaggle_fields(fields, LIMITS)
-    assert res.ok.shape == (len(fields),)
-    p = s = r = 0
-    for field, ok in zip(fields, res.ok, strict=True):
+    oks, res = parse_kaggle_fields(fields, LIMITS)
+    assert oks.shape == (len(fields),) and len(res) == oks.sum()
+    res.check()
+    r = 0
+    for field, ok in zip(fields, oks, strict=True):
         careful = kaggle_outcome(field)
         if not ok:
             continue
         assert isinstance(careful, Drawing), f"fast path accepted what the careful parser rejects: {field!r}"
-        assert res.n_strokes[r] == careful.n_strokes, field
-        lens = res.stroke_len[s : s + careful.n_strokes]
-        n = int(lens.sum())
-        assert np.array_equal(np.cumsum(lens), careful.ends), field
-        assert np.array_equal(res.xy[p : p + n], careful.xy), field
-        p, s, r = p + n, s + careful.n_strokes, r + 1
-    assert p == len(res.xy) and s == len(res.stroke_len) and r == len(res.n_strokes)
+        fast = res.drawing(r)
+        assert np.array_equal(fast.ends, careful.ends), field
+        assert np.array_equal(fast.xy, careful.xy), field
+        r += 1
 
 
 @fuzz("fast_vs_careful")

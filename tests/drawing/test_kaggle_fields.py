@@ -5,31 +5,21 @@ import csv
 import numpy as np
 import pytest
 
-from doodle.drawing.kaggle_fields import FastResult, join_fields, parse_kaggle_fields
+from doodle.drawing.flat import Drawings
+from doodle.drawing.kaggle_fields import join_fields, parse_kaggle_fields
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_kaggle_drawing
 
 
-def fast_drawings(res: FastResult) -> list[tuple[list, list]]:
-    """Per accepted row: (points as [[x, y], ...], stroke ends)."""
-    out, p, s = [], 0, 0
-    for k in res.n_strokes:
-        lens = res.stroke_len[s : s + k]
-        n = int(lens.sum())
-        out.append((res.xy[p : p + n].tolist(), np.cumsum(lens).tolist()))
-        p, s = p + n, s + k
-    assert p == len(res.xy) and s == len(res.stroke_len)
-    return out
-
-
-def check_agrees(fields: list, limits: Limits = DEFAULT_LIMITS) -> FastResult:
-    """The compiled parser's accepted rows equal the careful parser's, in order; returns the fast result."""
-    res = parse_kaggle_fields(fields, limits)
-    assert res.ok.shape == (len(fields),) and res.xy.dtype == np.uint8
-    for field, (xy, ends) in zip([f for f, ok in zip(fields, res.ok, strict=True) if ok], fast_drawings(res),
-                                 strict=True):
-        d = parse_kaggle_drawing(field, limits)
-        assert d.xy.tolist() == xy and d.ends.tolist() == ends, field
-    return res
+def check_agrees(fields: list, limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, Drawings]:
+    """The compiled parser's accepted rows equal the careful parser's, in order; returns (ok, drawings)."""
+    ok, res = parse_kaggle_fields(fields, limits)
+    assert ok.shape == (len(fields),) and len(res) == ok.sum() and res.xy.dtype == np.uint8
+    res.check()
+    assert (res.t == -1).all()
+    for i, field in enumerate(f for f, good in zip(fields, ok, strict=True) if good):
+        d, fast = parse_kaggle_drawing(field, limits), res.drawing(i)
+        assert d.xy.tolist() == fast.xy.tolist() and d.ends.tolist() == fast.ends.tolist(), field
+    return ok, res
 
 
 def test_every_sample_row_is_parsed_fast_and_equals_the_careful_parser(sample_dir):
@@ -40,8 +30,8 @@ def test_every_sample_row_is_parsed_fast_and_equals_the_careful_parser(sample_di
     with open(sample_dir / "test_simplified.csv", newline="") as f:
         fields += [row["drawing"] for row in csv.DictReader(f)]
     assert len(fields) > 2900
-    res = check_agrees(fields)
-    assert res.ok.all()
+    ok, _ = check_agrees(fields)
+    assert ok.all()
 
 
 ACCEPTED = [
@@ -88,13 +78,13 @@ DEFERRED = {  # field -> what the careful parser then says (None: it accepts)
 
 
 def test_plain_fields_are_accepted():
-    assert check_agrees(ACCEPTED).ok.all()
+    assert check_agrees(ACCEPTED)[0].all()
 
 
 @pytest.mark.parametrize("field, why", DEFERRED.items())
 def test_anything_else_is_left_to_the_careful_parser(field, why):
-    res = check_agrees([field])
-    assert not res.ok[0] and len(res.xy) == 0 and len(res.n_strokes) == 0
+    ok, res = check_agrees([field])
+    assert not ok[0] and len(res.xy) == 0 and len(res) == 0
     if why is None:
         parse_kaggle_drawing(field)
     else:
@@ -105,16 +95,16 @@ def test_anything_else_is_left_to_the_careful_parser(field, why):
 
 def test_mixed_rows_keep_alignment():
     fields = [ACCEPTED[i % len(ACCEPTED)] if i % 3 else list(DEFERRED)[i % len(DEFERRED)] for i in range(300)]
-    res = check_agrees(fields)
-    assert res.ok.sum() == 200 and len(res.n_strokes) == 200
+    ok, res = check_agrees(fields)
+    assert ok.sum() == 200 and len(res) == 200
 
 
 def test_limits_are_the_careful_parsers_limits():
     lim = Limits(max_strokes=2, max_points=4)
     at_cap = ["[[[1, 2, 3], [1, 2, 3]], [[4], [4]]]", "[[[1, 2], [1, 2]], [[3, 4], [3, 4]]]"]
     over = ["[[[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]]]", "[[[1], [1]], [[2], [2]], [[3], [3]]]"]
-    res = check_agrees(at_cap + over, lim)
-    assert res.ok.tolist() == [True, True, False, False]
+    ok, _ = check_agrees(at_cap + over, lim)
+    assert ok.tolist() == [True, True, False, False]
     for field, why in zip(over, ["too_many_points", "too_many_strokes"], strict=True):
         with pytest.raises(DrawingError, match=why):
             parse_kaggle_drawing(field, lim)
@@ -124,14 +114,14 @@ def test_densest_fields_fit_the_preallocated_buffers():
     one_point = "[[[0],[0]]]"
     many_strokes = "[" + ",".join(["[[0],[0]]"] * 500) + "]"
     many_points = "[[[" + ",".join(["0"] * 5000) + "],[" + ",".join(["0"] * 5000) + "]]]"
-    res = check_agrees([one_point] * 1000 + [many_strokes, many_points])
-    assert res.ok.all()
+    ok, res = check_agrees([one_point] * 1000 + [many_strokes, many_points])
+    assert ok.all()
     assert res.n_strokes[-2:].tolist() == [500, 1] and len(res.xy) == 1000 + 500 + 5000
 
 
 def test_no_fields():
-    res = parse_kaggle_fields([])
-    assert res.ok.shape == (0,) and res.xy.shape == (0, 2)
+    ok, res = parse_kaggle_fields([])
+    assert ok.shape == (0,) and res.xy.shape == (0, 2) and len(res) == 0
 
 
 def test_join_fields_blanks_non_ascii_rows_only():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from doodle.config import AlbuCfg, AugmentCfg
+from doodle.drawing.batch import Batch
+from doodle.drawing.flat import Drawings
 from doodle.render.augment import (
-    Points,
     StrokeAugment,
     apply_albumentations,
     build_albumentations,
@@ -18,19 +19,19 @@ from doodle.render.augment import (
 NONE = dict(flip=0.0, scale=0.0, stretch=0.0, shift=0.0, rotate=0.0, shear=0.0)
 
 
-def batch(n_drawings: int = 20, seed: int = 0) -> Points:
-    """Random drawings spanning the 0..255 box: 1-6 strokes of 2-12 integer points, plus one empty drawing."""
+def batch(n_drawings: int = 20, seed: int = 0) -> Drawings:
+    """Random drawings in the store's form (uint8 0..255 box): 1-6 strokes of 2-12 points, plus one empty drawing."""
     rng = np.random.default_rng(seed)
     n_strokes = np.append(rng.integers(1, 7, n_drawings), 0).astype(np.int32)
     stroke_len = rng.integers(2, 13, n_strokes.sum()).astype(np.int32)
-    xy = rng.integers(0, 256, (stroke_len.sum(), 2)).astype(np.float32)
+    xy = rng.integers(0, 256, (stroke_len.sum(), 2)).astype(np.uint8)
     t = np.arange(len(xy), dtype=np.int32) * 10
-    return Points(xy, t, stroke_len, n_strokes)
+    return Drawings(xy, t, stroke_len, n_strokes)
 
 
-def assert_consistent(p: Points) -> None:
-    assert p.stroke_len.sum() == len(p.xy) == len(p.t) and p.n_strokes.sum() == len(p.stroke_len)
-    assert p.xy.dtype == np.float32 and p.n_strokes.dtype == np.int32
+def assert_consistent(p: Drawings, xy_dtype=np.float32) -> None:
+    p.check()
+    assert p.xy.dtype == xy_dtype and p.n_strokes.dtype == np.int32
 
 
 def test_no_op_config_leaves_points_unchanged():
@@ -60,13 +61,25 @@ def test_flip_x_twice_is_the_identity():
     p = batch()
     assert np.array_equal(flip_x(flip_x(p)).xy, p.xy)
     assert np.array_equal(flip_x(p).xy[:, 0], 255 - p.xy[:, 0]) and flip_x(p).xy is not p.xy
+    assert flip_x(p).xy.dtype == np.uint8
+    moved = StrokeAugment(AugmentCfg())(p, np.random.default_rng(0))
+    np.testing.assert_allclose(flip_x(flip_x(moved)).xy, moved.xy, atol=1e-4)
+
+
+def test_a_batch_keeps_its_metadata_through_augmentation():
+    p = batch(5)
+    b = Batch.of(p, key_id=np.arange(len(p)), word=list("abcdef"), countrycode=[""] * 6,
+                 recognized=np.zeros(6, np.int8), timestamp=[""] * 6, line=np.arange(6), raw=np.ones(6, bool))
+    out = StrokeAugment(AugmentCfg(stroke_dropout=0.5))(flip_x(b), np.random.default_rng(0))
+    assert isinstance(out, Batch) and out.word == b.word and out.key_id is b.key_id
+    assert_consistent(out)
 
 
 @pytest.mark.parametrize("prob", [0.5, 0.99, 1.0])
 def test_stroke_dropout_never_empties_a_drawing(prob):
     p = batch(100)
     out = drop_strokes(p, prob, np.random.default_rng(2))
-    assert_consistent(out)
+    assert_consistent(out, np.uint8)
     had = p.n_strokes > 0
     assert (out.n_strokes[had] >= 1).all() and (out.n_strokes[~had] == 0).all()
     assert (out.n_strokes <= p.n_strokes).all()
@@ -86,9 +99,9 @@ def test_dropout_keeps_points_with_their_times():
 
 def test_dropout_with_empty_drawings_last_in_the_batch():
     p = batch(3)
-    q = Points(p.xy, p.t, p.stroke_len, np.append(p.n_strokes, [0, 0]).astype(np.int32))
+    q = Drawings(p.xy, p.t, p.stroke_len, np.append(p.n_strokes, [0, 0]).astype(np.int32))
     out = drop_strokes(q, 0.9, np.random.default_rng(0))
-    assert_consistent(out)
+    assert_consistent(out, np.uint8)
     assert list(out.n_strokes[-3:]) == [0, 0, 0] and (out.n_strokes[:-3] >= 1).all()
 
 

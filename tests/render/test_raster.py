@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from doodle.drawing.flat import Drawings
 from doodle.drawing.strokes import from_strokes
-from doodle.render.augment import Points, flip_x
+from doodle.render.augment import flip_x
 from doodle.render.flat_input import flatten_strokes
 from doodle.render.raster import ENCODINGS, RasterSpec, rasterize, render_batch, render_drawing
 
@@ -28,7 +29,7 @@ def sample_drawings():
     return out
 
 
-def points_of(drawings) -> Points:
+def drawings_of(drawings) -> Drawings:
     xy, slen, nst = [], [], []
     for d in drawings:
         x, _, lens = flatten_strokes(d)
@@ -36,11 +37,7 @@ def points_of(drawings) -> Points:
         slen.append(lens)
         nst.append(len(lens))
     xy = np.concatenate(xy)
-    return Points(xy, np.full(len(xy), -1, np.int32), np.concatenate(slen), np.array(nst, np.int32))
-
-
-def render(p: Points, spec: RasterSpec) -> np.ndarray:
-    return render_batch(p.xy, p.t, p.stroke_len, p.n_strokes, spec)
+    return Drawings(xy, np.full(len(xy), -1, np.int32), np.concatenate(slen), np.array(nst, np.int32))
 
 
 @pytest.mark.parametrize("encoding", sorted(ENCODINGS))
@@ -64,9 +61,9 @@ def test_order3_channel_values():
 
 
 def test_floor_is_the_faintest_ink_and_configurable():
-    p = points_of([TWO_STROKES])
+    p = drawings_of([TWO_STROKES])
     for floor in (0, 55, 100):
-        po = render(p, RasterSpec(size=64, floor=floor))[0, ..., 1]
+        po = render_batch(p, RasterSpec(size=64, floor=floor))[0, ..., 1]
         assert po[po > 0].min() in (floor, floor + 1) or floor == 0
         assert po.max() == 255
 
@@ -83,20 +80,20 @@ def test_rendering_twice_gives_the_same_pixels(sample_drawings):
 
 def test_batch_render_equals_per_drawing_render(sample_drawings):
     spec = RasterSpec(size=48, encoding="order3", line_width=2)
-    batch = render(points_of(sample_drawings), spec)
+    batch = render_batch(drawings_of(sample_drawings), spec)
     for img, d in zip(batch, sample_drawings, strict=True):
         assert np.array_equal(img, rasterize(d, 48, "order3", line_width=2))
         assert np.array_equal(img, render_drawing(from_strokes(d), spec))
 
 
 def test_flipped_twice_equals_original_and_flip_mirrors(sample_drawings):
-    p = points_of(sample_drawings)
+    p = drawings_of(sample_drawings)
     spec = RasterSpec(size=64)
-    assert np.array_equal(render(flip_x(flip_x(p)), spec), render(p, spec))
+    assert np.array_equal(render_batch(flip_x(flip_x(p)), spec), render_batch(p, spec))
     # at 256 px, margin 0 and width 1 a box unit is a pixel: the flip mirrors the image, up to rounding
     # ties (x + 0.5 exactly on a pixel edge rounds right on both sides) on sloped segments
     exact = RasterSpec(size=256, line_width=1, margin=0)
-    flipped, mirrored = render(flip_x(p), exact), render(p, exact)[:, :, ::-1]
+    flipped, mirrored = render_batch(flip_x(p), exact), render_batch(p, exact)[:, :, ::-1]
     ink = flipped.max(axis=3) > 0
     assert (ink == (mirrored.max(axis=3) > 0)).sum() > 0.99 * ink.size
     assert (flipped[ink] == mirrored[ink]).all(axis=1).mean() > 0.9
@@ -108,8 +105,8 @@ def test_empty_drawing_and_empty_strokes():
         assert img.shape == (32, 32, 3) and img.max() == 0
     with_empty = [[[], []], TWO_STROKES[0], [[], []], TWO_STROKES[1]]
     assert np.array_equal(rasterize(with_empty, 32), rasterize(TWO_STROKES, 32))
-    p = Points(np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(3, np.int32))
-    assert render(p, RasterSpec(size=16)).shape == (3, 16, 16, 3)
+    p = Drawings(np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(3, np.int32))
+    assert render_batch(p, RasterSpec(size=16)).shape == (3, 16, 16, 3)
 
 
 @pytest.mark.parametrize("lw", [1, 2, 3])
@@ -223,15 +220,12 @@ def test_bad_strokes_raise_value_error(bad, match):
 
 
 def test_inconsistent_batch_arrays_raise_value_error():
-    xy = np.zeros((5, 2), np.float32)
-    with pytest.raises(ValueError, match="inconsistent drawing arrays"):
-        render_batch(xy, None, np.array([2, 2]), np.array([2]), RasterSpec())
-    with pytest.raises(ValueError, match="inconsistent drawing arrays"):
-        render_batch(xy, np.zeros(4), np.array([5]), np.array([1]), RasterSpec())
-    with pytest.raises(ValueError, match="inconsistent drawing arrays"):
-        render_batch(xy, None, np.array([5]), np.array([2]), RasterSpec())
+    xy, untimed = np.zeros((5, 2), np.float32), np.full(5, -1, np.int32)
+    for t, slen, nst in [(untimed, [2, 2], [2]), (np.zeros(4), [5], [1]), (untimed, [5], [2])]:
+        with pytest.raises(ValueError, match="inconsistent drawing arrays"):
+            render_batch(Drawings(xy, t, np.array(slen), np.array(nst)), RasterSpec())
     with pytest.raises(ValueError, match="finite"):
-        render_batch(np.full((1, 2), np.nan), None, np.array([1]), np.array([1]), RasterSpec())
+        render_batch(Drawings(np.full((1, 2), np.nan), untimed[:1], np.array([1]), np.array([1])), RasterSpec())
 
 
 def test_bad_spec_values_are_named():

@@ -9,15 +9,15 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from doodle.config import Config
+from doodle.drawing.flat import Drawings
 from doodle.models.factory import build_model, input_kind_of
 from doodle.models.registry import REGISTRY
 from doodle.models.sequence import BiGRU
-from doodle.render.augment import Points
 from doodle.render.sequence import N_FEATURES, encode_sequences, feature_names, stroke_starts
 
 
-def points(drawings: list[list[list[tuple]]], timed: bool = False) -> Points:
-    """Drawings as lists of strokes of (x, y) or (x, y, t) points -> a Points batch."""
+def points(drawings: list[list[list[tuple]]], timed: bool = False) -> Drawings:
+    """Drawings as lists of strokes of (x, y) or (x, y, t) points -> flat Drawings (float coordinates)."""
     xy, t, slen, nst = [], [], [], []
     for strokes in drawings:
         nst.append(len(strokes))
@@ -25,8 +25,8 @@ def points(drawings: list[list[list[tuple]]], timed: bool = False) -> Points:
             slen.append(len(s))
             xy += [p[:2] for p in s]
             t += [p[2] if timed else -1 for p in s]
-    return Points(np.array(xy, np.float32).reshape(-1, 2), np.array(t, np.int32), np.array(slen, np.int32),
-                  np.array(nst, np.int32))
+    return Drawings(np.array(xy, np.float32).reshape(-1, 2), np.array(t, np.int32), np.array(slen, np.int32),
+                    np.array(nst, np.int32))
 
 
 def scribble(rng: np.random.Generator, n_strokes: int, per_stroke: int) -> list[list[tuple]]:
@@ -87,8 +87,7 @@ def test_dt_feature_timed_untimed_and_mixed():
     np.testing.assert_array_equal(seq_t[..., :5], seq_u[..., :5])
     assert encode_sequences(timed, 64, use_time=False)[0].shape[-1] == N_FEATURES
     assert feature_names(True)[-1] == "dt" and len(feature_names(False)) == N_FEATURES
-    mixed = Points(np.concatenate([untimed.xy, timed.xy]), np.concatenate([untimed.t, timed.t]),
-                   np.concatenate([untimed.stroke_len, timed.stroke_len]), np.array([2, 2], np.int32))
+    mixed = Drawings.concat([untimed, timed])
     seq_m, _ = encode_sequences(mixed, 64, use_time=True)
     np.testing.assert_array_equal(seq_m[0], seq_u[0])  # no time leaks from the next drawing
     np.testing.assert_array_equal(seq_m[1], seq_t[0])

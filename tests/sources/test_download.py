@@ -391,3 +391,56 @@ def test_submit_errors_are_one_line(monkeypatch, tmp_path, submission, kaggle_ap
     assert err.strip().splitlines()[-1].startswith(message) and "Traceback" not in err
     assert kaggle_api_mock.called == (case != "no credentials")
     assert api.competition_submit.called == (case == "server error")
+
+
+# ---- an exported model by URL or path, checksum verified (tools/download.py model) -----------------------
+
+MODEL = bytes(range(256)) * 400  # stands in for a .doodle file: only its bytes and checksum matter here
+MODEL_SHA = __import__("hashlib").sha256(MODEL).hexdigest()
+
+
+def fetch(argv: list[str], capsys) -> tuple[int, str]:
+    rc = cli.run(tool.main, ["model", *argv, "--no-progress"])
+    out = capsys.readouterr()
+    return rc, (out.out if rc == 0 else out.err).strip()
+
+
+def test_model_download_verifies_and_resumes(server, tmp_path, capsys):
+    base, h = server
+    h.files["/m/tiny.doodle"] = MODEL
+    h.truncate = True  # the connection drops half-way: nothing under the final name
+    rc, err = fetch([f"{base}/m/tiny.doodle", "--sha256", MODEL_SHA, "--dest", str(tmp_path)], capsys)
+    assert rc == 2 and err.startswith("error: ") and "run again to resume" in err
+    assert not (tmp_path / "tiny.doodle").exists() and (tmp_path / "tiny.doodle.unverified.part").exists()
+    h.truncate = False
+    rc, out = fetch([f"{base}/m/tiny.doodle", "--sha256", MODEL_SHA.upper(), "--dest", str(tmp_path)], capsys)
+    assert rc == 0 and '"outcome": "resumed"' in out
+    assert (tmp_path / "tiny.doodle").read_bytes() == MODEL and sorted(p.name for p in tmp_path.iterdir()) == [
+        "tiny.doodle"]
+    assert h.seen[-1][2] is not None  # the second GET asked for the rest (Range), not the whole file
+    rc, out = fetch([f"{base}/m/tiny.doodle", "--sha256", MODEL_SHA, "--dest", str(tmp_path)], capsys)
+    assert rc == 0 and '"outcome": "skipped"' in out
+
+
+def test_model_checksum_mismatch_is_refused_and_deleted(server, tmp_path, capsys):
+    base, h = server
+    h.files["/m/tiny.onnx"] = MODEL[:-1] + b"x"
+    rc, err = fetch([f"{base}/m/tiny.onnx", "--sha256", MODEL_SHA, "--dest", str(tmp_path)], capsys)
+    assert rc == 2 and err.startswith(f"error: {tmp_path / 'tiny.onnx'}: sha256 ") and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_from_a_path_offline_and_bad_arguments(closed_port, tmp_path, capsys):
+    src = tmp_path / "src" / "tiny.doodle"
+    src.parent.mkdir()
+    src.write_bytes(MODEL)
+    rc, out = fetch([str(src), "--sha256", MODEL_SHA, "--dest", str(tmp_path / "got")], capsys)
+    assert rc == 0 and (tmp_path / "got/tiny.doodle").read_bytes() == MODEL
+    rc, err = fetch([f"http://127.0.0.1:{closed_port}/tiny.doodle", "--sha256", MODEL_SHA, "--dest",
+                     str(tmp_path / "off")], capsys)
+    assert rc == 2 and err.startswith("error: cannot reach 127.0.0.1:") and "\n" not in err
+    assert not (tmp_path / "off" / "tiny.doodle").exists()
+    for argv, msg in ((["x.doodle", "--sha256", "abc"], "64 hex digits"),
+                      (["weights.pt", "--sha256", MODEL_SHA], "not an exported model's name")):
+        rc, err = fetch([*argv, "--dest", str(tmp_path)], capsys)
+        assert rc == 2 and msg in err

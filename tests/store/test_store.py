@@ -1,4 +1,4 @@
-"""The prepared store reads back exactly the source drawings, gathers batches, and travels to workers cheaply."""
+"""The prepared store reads back exactly the source drawings, hands out batches, and travels to workers cheaply."""
 
 import csv
 import json
@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from doodle.drawing.batch import ranges
 from doodle.drawing.strokes import parse_kaggle_drawing, parse_ndjson_line
 from doodle.store.format import Store, fold_of
 
@@ -44,28 +43,26 @@ def test_every_drawing_reads_back_as_its_source_row(sample_store, sample_classes
     assert n_raw > 150 and store.classes == sample_classes
 
 
-def test_gather_equals_drawing_by_drawing(sample_store):
+def test_take_equals_drawing_by_drawing(sample_store):
     store = Store(sample_store[0])
     raw = np.flatnonzero(np.asarray(store.arrays["raw"]))
     idx = np.array([5, 0, raw[0], len(store) - 1, 5, raw[-1], 1234])
-    xy, t, stroke_len, n_strokes = store.gather(idx)
-    assert xy.dtype == np.uint8 and t.dtype == np.int32 and n_strokes.dtype == np.int32
-    assert n_strokes.sum() == len(stroke_len) and stroke_len.sum() == len(xy) == len(t)
-    p = s = 0
-    for i, k in zip(idx, n_strokes, strict=True):
-        d = store.drawing(int(i))
-        lens = stroke_len[s : s + k]
-        n = int(lens.sum())
-        assert k == d.n_strokes and np.array_equal(np.cumsum(lens), d.ends)
-        assert np.array_equal(xy[p : p + n], d.xy)
-        assert np.array_equal(t[p : p + n], d.t if d.t is not None else np.full(n, -1))
-        p, s = p + n, s + k
-    assert [len(a) for a in store.gather(np.zeros(0, np.int64))] == [0, 0, 0, 0]
+    d = store.take(idx)
+    assert d.xy.dtype == np.uint8 and d.t.dtype == np.int32 and d.n_strokes.dtype == np.int32
+    d.check()
+    assert len(d) == len(idx) and d.points_per_drawing().sum() == len(d.xy)
+    for j, i in enumerate(idx):
+        got, want = d.drawing(j), store.drawing(int(i))
+        assert np.array_equal(got.xy, want.xy) and np.array_equal(got.ends, want.ends)
+        assert (got.t is None) == (not store.arrays["raw"][i])
+        assert got.t is None or np.array_equal(got.t, want.t)
+    empty = store.take(np.zeros(0, np.int64))
+    assert len(empty) == 0 and [len(a) for a in (empty.xy, empty.t, empty.stroke_len)] == [0, 0, 0]
 
 
 def test_store_pickles_without_its_arrays(sample_store):
     store = Store(sample_store[0])
-    store.gather(np.arange(10))  # maps opened: they must not travel
+    store.take(np.arange(10))  # maps opened: they must not travel
     blob = pickle.dumps(store)
     assert len(blob) < 4096
     copy = pickle.loads(blob)
@@ -116,11 +113,6 @@ def test_fold_of_is_fixed_and_spread():
     assert fold_of(keys, 5).dtype == np.int8
     many = fold_of(np.arange(100_000) * 7919 + 4_500_000_000_000_000, 5)
     assert np.abs(np.bincount(many) / 100_000 - 0.2).max() < 0.01
-
-
-def test_ranges():
-    assert ranges(np.array([3, 0, 7]), np.array([5, 0, 10])).tolist() == [3, 4, 7, 8, 9]
-    assert ranges(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
 
 
 def test_rows_of_finds_each_key_id_and_marks_the_missing(sample_store):

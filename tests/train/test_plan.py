@@ -21,11 +21,11 @@ CPU = Rates(train=50.0, eval=200.0, render_s=0.002, step_s=1.3, probe_s=10.0)
 
 
 def test_a_15_minute_cpu_budget_gets_several_epochs_small_batches_and_no_workers():
-    """900 s, 1,000 val drawings validated twice (raw + EMA) at 200/s = 10 s per epoch: 8% of 900 s = 72 s
-    -> 7 epochs. Training time 900 * 0.97 - 10 (probe) - 10 (final, flip TTA) - 70 = 783 s -> 39,150 images
-    -> 207 per class per epoch over 27 classes; 39,150 / 512 = 76 steps -> halve to 64 (611 steps)."""
+    """900 s, 1,000 val drawings validated twice (raw + EMA) at 200/s = 10 s per epoch: 5% of 900 s = 45 s
+    -> 4 epochs. Training time 900 * 0.97 - 10 (probe) - 10 (final, flip TTA) - 40 = 813 s -> 40,650 images
+    -> 376 per class per epoch over 27 classes; 40,650 / 512 = 79 steps -> halve to 128 (317 steps)."""
     plan = plan_run(r18("train.max_minutes=15"), n_classes=27, n_val=1000, device_type="cpu", rates=CPU)
-    assert (plan.epochs, plan.per_class, plan.batch_size, plan.num_workers) == (7, 207, 64, 0)
+    assert (plan.epochs, plan.per_class, plan.batch_size, plan.num_workers) == (4, 376, 128, 0)
     assert plan.budget_s == 900 and plan.rates["train"] == 50.0
     assert RunPlan.from_dict(plan.to_dict()) == plan
 
@@ -71,7 +71,7 @@ def test_warnings_name_the_setting(caplog):
         plan_run(r18("train.max_minutes=3"), 27, 1000, "cpu", CPU)
     assert "optimiser steps" in caplog.text and "undertrained" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="train"):  # the 15-minute plan above: 611 steps, no warning
+    with caplog.at_level(logging.WARNING, logger="train"):  # the 15-minute plan above: 317 steps, no warning
         plan_run(r18("train.max_minutes=15"), 27, 1000, "cpu", CPU)
     assert caplog.text == ""
     caplog.clear()

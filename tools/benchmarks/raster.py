@@ -16,7 +16,7 @@ Cases (every row says what each side includes):
 * `raw_time3_text`: both from the ndjson `drawing` field's JSON text. naive: json.loads + `naive_rasterize_raw`;
   ours: `rasterize(text, encoding time3, fit=True)`.
 * `raw_time3_store`: ours renders the same raw drawings as the store holds them (prepared outside the
-  timing: Google's simplification, times kept per point), 256 per `render_batch` call from `Store.gather`.
+  timing: Google's simplification, times kept per point), 256 per `render_batch` call from `Store.take`.
 
 A last row checks on the real drawings that rendering twice gives identical pixels, that a drawing
 flipped twice renders exactly as the original, and that a drawing's JSON text renders exactly as its lists.
@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import import_naive, one_core, prepared_store
+from doodle.drawing.flat import Drawings
 from doodle.drawing.json_reader import parse_drawing_text
-from doodle.render.augment import Points, flip_x
+from doodle.render.augment import flip_x
 from doodle.render.raster import RasterSpec, rasterize, render_batch
 from doodle.store.format import Store
 
@@ -130,7 +131,7 @@ def raw_cases(naive, root: Path, n: int, repeats: int) -> Iterator[dict]:
             yield row("raw_time3_fit", size, n, t3, t_naive, 10.0, fit_notes, repeats)
             yield row("raw_rt3_fit", size, n, trt3, t_naive, 10.0, fit_notes + "; ours rt3", repeats)
             yield row("raw_time3_store", size, n, tstore, t_naive, 10.0,
-                      "ours: Store.gather + render_batch of the prepared (simplified, timed) raw drawings, "
+                      "ours: Store.take + render_batch of the prepared (simplified, timed) raw drawings, "
                       "256 per call; prepare outside the timing; naive from parsed raw strokes", repeats)
             yield row("raw_time3_text", size, n, t_text, t_naive_text, 10.0,
                       "both from the ndjson drawing field's JSON text: naive json.loads + naive_rasterize_raw, "
@@ -163,7 +164,7 @@ def store_fn(store: Store, size: int) -> Callable[[slice], None]:
     spec = RasterSpec(size=size, encoding="time3")
 
     def ours(part):
-        render_batch(*store.gather(np.arange(part.start, part.stop)), spec)
+        render_batch(store.take(np.arange(part.start, part.stop)), spec)
     ours(slice(0, 1))
     return ours
 
@@ -189,12 +190,10 @@ def checks(naive, root: Path, raw_root: Path, n: int) -> dict:
         xy += [np.stack([np.asarray(s[0], np.float32), np.asarray(s[1], np.float32)], 1) for s in d]
         slen += [len(s[0]) for s in d]
         nst.append(len(d))
-    p = Points(np.concatenate(xy), np.full(sum(slen), -1, np.int32), np.array(slen, np.int32),
-               np.array(nst, np.int32))
+    d = Drawings(np.concatenate(xy), np.full(sum(slen), -1, np.int32), np.array(slen, np.int32),
+                 np.array(nst, np.int32))
     spec = RasterSpec(size=64)
-    flipped = flip_x(flip_x(p))
-    flip_ok = np.array_equal(render_batch(flipped.xy, flipped.t, flipped.stroke_len, flipped.n_strokes, spec),
-                             render_batch(p.xy, p.t, p.stroke_len, p.n_strokes, spec))
+    flip_ok = np.array_equal(render_batch(flip_x(flip_x(d)), spec), render_batch(d, spec))
     return {"bench": "raster", "case": "checks", "size": 64, "drawings": len(texts), "raw_drawings": len(raws),
             "rendered_twice_identical": bool(same), "flipped_twice_identical": bool(flip_ok),
             "text_renders_as_lists": bool(text_ok), "raw_text_values": values, "raw_text_values_off_1ulp": off,

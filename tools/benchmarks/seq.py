@@ -5,7 +5,7 @@ seq_transformer with its defaults. Drawings: a temporary store of the richest fe
 DATA/train_simplified (plus DATA/raw/<word>.ndjson where present), or the bundled sample when DATA has none.
 Per model and device (CPU; CUDA too when present), one row:
 
-* `encode_train_per_s` / `encode_eval_per_s`: the loader alone (store gather, stroke augmentation in
+* `encode_train_per_s` / `encode_eval_per_s`: the loader alone (`Store.take`, stroke augmentation in
   train mode, `encode_sequences`), in-process (`num_workers=0`);
 * `train_model_per_s`: forward + backward + AdamW step on those batches made beforehand;
 * `train_with_loader_per_s`: the same steps fed by the in-process loader, so encoding is paid serially

@@ -3,17 +3,16 @@
 A drawing from the page's pen component goes through what a stored raw drawing goes through: `pen.parse_pen`
 (canvas pixels, each point's time in ms, checked) -> `strokes.simplify_raw` (Google's simplification, as
 prepare does) ->
-`render.raster.render_drawing` with the run's own spec for what the page shows, and `predict.loaded_run.predict_points` on
-the store's flat form (`batch.batch_from_drawings`) for the guesses. simplify_raw already puts points on
+`render.raster.render_drawing` with the run's own spec for what the page shows, and
+`predict.loaded_run.predict_drawings` on the store's flat form (`flat.Drawings.pack`) for the guesses. simplify_raw already puts points on
 the integer 0..255 grid and keeps each kept point's time, so both are the same pixels, time channels
 included (tests/app/test_page.py checks this against the store). Nothing here preprocesses on its own.
 Probabilities are calibrated: each run's logits are divided by the temperature fitted on its validation
-logits at the end of training (summary.json `val/temperature`; 1 for older runs).
+logits at the end of training (`LoadedRun.temperature`, from best.pt or an export's metrics; 1 for older runs).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -24,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from doodle import metrics
-from doodle.drawing.batch import batch_from_drawings
+from doodle.drawing.flat import Drawings
 from doodle.drawing.pen import parse_pen
 from doodle.drawing.strokes import Drawing, DrawingError, Limits, simplify_raw
 from doodle.errors import UserError
-from doodle.predict.loaded_run import LoadedRun, batch_points, predict_points
-from doodle.render.augment import Points
+from doodle.predict.exported import SUFFIXES
+from doodle.predict.loaded_run import LoadedRun, predict_drawings
 from doodle.render.raster import ENCODINGS, RasterSpec, render_drawing
 from doodle.runs.folder import RunDir, load_logits
 from doodle.store.format import Store
@@ -85,11 +84,6 @@ def simplify(raw: Drawing, max_ink: float = MAX_INK) -> Drawing:
     return simplify_raw(raw)
 
 
-def as_points(simplified: Drawing) -> Points:
-    """The store's flat form of one simplified drawing (uint8 box, int32 ms), as a batch of one."""
-    return batch_points(batch_from_drawings([{"key_id": 0, "line": 0}], [simplified]))
-
-
 def model_image(simplified: Drawing, spec: RasterSpec) -> np.ndarray:
     """The network's input for a simplified drawing: THE rasteriser with the run's spec, (H, W, C) uint8."""
     return render_drawing(simplified, spec)
@@ -97,8 +91,8 @@ def model_image(simplified: Drawing, spec: RasterSpec) -> np.ndarray:
 
 def ensemble_probs(runs: Sequence[LoadedRun], simplified: Drawing) -> np.ndarray:
     """Mean class probabilities over runs (each renders with its own spec); runs must share classes."""
-    pts = as_points(simplified)
-    probs = [metrics.softmax(predict_points(lr, pts)[0] / run_temperature(lr.run), np.float64) for lr in runs]
+    d = Drawings.pack([simplified])  # the store's flat form: uint8 box, int32 ms
+    probs = [metrics.softmax(predict_drawings(lr, d)[0] / lr.temperature, np.float64) for lr in runs]
     return np.mean(probs, axis=0)
 
 
@@ -115,25 +109,6 @@ def compatible(runs: Sequence[LoadedRun]) -> tuple[list[LoadedRun], list[LoadedR
     """Runs that can be averaged with the first (same class list), and the ones left out."""
     keep = [r for r in runs if r.classes == runs[0].classes]
     return keep, [r for r in runs if r.classes != runs[0].classes]
-
-
-def run_temperature(run: RunDir) -> float:
-    """The run's calibration temperature (summary.json `val/temperature`), 1.0 for runs without one."""
-    try:
-        stamp = run.summary.stat().st_mtime_ns
-    except OSError:
-        return 1.0
-    key = (str(run.summary), stamp)
-    if key not in _TEMPERATURES:
-        try:
-            t = json.loads(run.summary.read_text()).get("val/temperature", 1.0)
-        except (OSError, ValueError, AttributeError):
-            t = 1.0
-        _TEMPERATURES[key] = float(t) if isinstance(t, (int, float)) and 0 < t < 1e3 else 1.0
-    return _TEMPERATURES[key]
-
-
-_TEMPERATURES: dict[tuple[str, int], float] = {}
 
 
 def not_sure(a: Analysis, threshold: float) -> bool:
@@ -194,7 +169,8 @@ def display_image(image: np.ndarray) -> np.ndarray:
 # ---- runs on disk -------------------------------------------------------------------------------------
 
 def find_runs(root: str | Path, max_depth: int = 3) -> list[Path]:
-    """Finished fold folders (config.yaml + checkpoints/best.pt) at or under `root`, sorted."""
+    """Finished fold folders (config.yaml + checkpoints/best.pt) and exported models (.onnx, .doodle) at or
+    under `root`, sorted."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -203,6 +179,7 @@ def find_runs(root: str | Path, max_depth: int = 3) -> list[Path]:
         for cfg in root.glob("/".join(["*"] * depth + ["config.yaml"])):
             if RunDir(cfg.parent).best.is_file():
                 found.append(cfg.parent)
+        found += [f for s in SUFFIXES for f in root.glob("/".join(["*"] * depth + [f"*{s}"])) if f.is_file()]
     return sorted(set(found))
 
 
@@ -230,7 +207,7 @@ def mistakes(lr: LoadedRun) -> list[Mistake]:
     v = load_logits(lr.run.val_logits)
     if v["classes"] != lr.classes or v["target"] is None:
         raise UserError(f"{lr.run.val_logits}: classes or targets do not match the run's checkpoint")
-    probs = metrics.softmax(v["logits"] / run_temperature(lr.run), np.float64)
+    probs = metrics.softmax(v["logits"] / lr.temperature, np.float64)
     target = np.asarray(v["target"])
     pred = probs.argmax(axis=1)
     acc = metrics.per_class_accuracy(probs, target, len(lr.classes))

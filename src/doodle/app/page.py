@@ -23,7 +23,8 @@ import torch
 from doodle import resources
 from doodle.app import guesses, labels
 from doodle.app.pen_input import pen
-from doodle.predict.loaded_run import LoadedRun, load_run
+from doodle.predict.exported import is_exported, load_model
+from doodle.predict.loaded_run import LoadedRun
 from doodle.runs.folder import RunDir, find_folds
 from doodle.store.format import Store
 
@@ -59,12 +60,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 # No cap on entries: the "ensemble of all" needs every fold loaded at once, however many there are.
 @st.cache_resource(show_spinner="Loading model...", max_entries=None)
 def _load(path: str, stamp: float) -> LoadedRun:
-    return load_run(path, "cpu")
+    return load_model(path, "cpu")
 
 
 def loaded(path: Path) -> LoadedRun:
-    """The run at `path`, loaded once per server (reloaded when its best.pt changes)."""
-    return _load(str(path), RunDir(path).best.stat().st_mtime)
+    """The run (or exported file) at `path`, loaded once per server (reloaded when its best.pt / file changes)."""
+    return _load(str(path), (path if is_exported(path) else RunDir(path).best).stat().st_mtime)
 
 
 @st.cache_resource(show_spinner="Indexing the store...", max_entries=4)
@@ -89,7 +90,7 @@ def choose_runs(args: argparse.Namespace) -> list[Path]:
     runs = guesses.find_runs(args.outputs)
     if args.run:
         try:
-            first = [f.root for f in find_folds(args.run)]
+            first = [args.run] if is_exported(args.run) else [f.root for f in find_folds(args.run)]
         except FileNotFoundError as e:
             st.sidebar.error(str(e))
             first = []

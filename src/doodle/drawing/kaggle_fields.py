@@ -9,22 +9,11 @@ equal x/y lengths; any other field is flagged, and the caller parses it with the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 
+from doodle.drawing.flat import Drawings
 from doodle.drawing.strokes import DEFAULT_LIMITS, Limits
-
-
-@dataclass(frozen=True)
-class FastResult:
-    """Rows parsed here (`ok` mask over the input) as flat arrays, in input order of the ok rows."""
-
-    ok: np.ndarray  # (n,) bool; False rows need the careful parser
-    xy: np.ndarray  # (P, 2) uint8 for the ok rows
-    stroke_len: np.ndarray  # (S,) int32
-    n_strokes: np.ndarray  # (n_ok,) int32
 
 
 @numba.njit(cache=True, inline="always")
@@ -140,8 +129,9 @@ def join_fields(fields: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(joined.encode("ascii"), dtype=np.uint8), offsets
 
 
-def parse_kaggle_fields(fields: list[str], limits: Limits = DEFAULT_LIMITS) -> FastResult:
-    """Parse Kaggle simplified drawing strings; rows this cannot vouch for are left to the caller."""
+def parse_kaggle_fields(fields: list[str], limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, Drawings]:
+    """Parse Kaggle simplified drawing strings -> (ok, drawings): `ok` (n,) bool marks the rows parsed here,
+    `drawings` holds those rows in input order (untimed, uint8 box); the others are left to the caller."""
     buf, offsets = join_fields(fields)
     ok, xy, slen, nst = _parse_all(buf, offsets, limits.max_strokes, limits.max_points)
-    return FastResult(ok, xy, slen, nst[ok])
+    return ok, Drawings(xy, np.full(len(xy), -1, np.int32), slen, nst[ok])

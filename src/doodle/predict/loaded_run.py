@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from doodle.config import Config, load_resolved
-from doodle.drawing.batch import Batch
+from doodle.drawing.flat import Drawings
 from doodle.models.factory import build_model, input_kind_of
-from doodle.render.augment import Points
 from doodle.render.raster import RasterSpec, raster_spec
 from doodle.runs.folder import CheckpointError, RunDir, find_folds, load_checkpoint
 from doodle.store.readers import scan_drawing_files
@@ -36,6 +35,7 @@ class LoadedRun:
     device: torch.device
     precision: Precision
     per_class_acc: np.ndarray | None
+    temperature: float = 1.0  # calibration: logits / T (fitted on validation at the end of training)
 
     @property
     def spec(self) -> RasterSpec:
@@ -64,20 +64,22 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     acc = ckpt.get("per_class_acc")
     # a GPU run's amp does not follow it to a CPU (fp16 needs CUDA; CPU bf16 autocast is slow)
     precision = resolve_precision(cfg.train.amp if device.type == "cuda" else "off", device)
-    return LoadedRun(run, cfg, facts, classes, model, device, precision, acc.numpy() if acc is not None else None)
+    return LoadedRun(run, cfg, facts, classes, model, device, precision, acc.numpy() if acc is not None else None,
+                     temperature_of(ckpt.get("temperature")))
+
+
+def temperature_of(value) -> float:
+    """A stored calibration temperature, or 1.0 (no calibration) for older runs and values that make no sense."""
+    return float(value) if isinstance(value, (int, float)) and 0 < value < 1e3 else 1.0
 
 
 @torch.no_grad()
-def predict_points(lr: LoadedRun, pts: Points) -> np.ndarray:
+def predict_drawings(lr: LoadedRun, d: Drawings) -> np.ndarray:
     """Logits (B, C) float32 for a batch of drawings, rendered with the run's own config."""
-    batch = make_inputs(pts, lr.cfg, lr.spec, lr.input_kind)
+    batch = make_inputs(d, lr.cfg, lr.spec, lr.input_kind)
     with lr.precision.autocast():
         logits = forward(lr.model, to_input(batch, lr.device, channels_last=False))
     return logits.float().cpu().numpy()
-
-
-def batch_points(b: Batch) -> Points:
-    return Points(b.xy.astype(np.float32), b.t, b.stroke_len, b.n_strokes)
 
 
 def input_files(path: str | Path) -> list[Path]:

@@ -4,7 +4,8 @@
 
 `--test` may also be a Google ndjson or a folder of drawing files (label files skipped); when the drawings
 have words (or `--labels key_id,word CSV` is given) MAP@3 is reported too. The run's own config.yaml and
-best.pt are used, never configs/. A test row whose drawing cannot be parsed still gets a prediction (from an
+best.pt are used, never configs/; `--run` may also be an exported `.onnx` or `.doodle` file (its config travels
+inside it; what predict writes goes to `<dir>/<stem>-<onnx|doodle>/fold<k>/`). A test row whose drawing cannot be parsed still gets a prediction (from an
 empty canvas, so the submission keeps every key_id); such rows are listed in <run>/predict_rejects.csv.
 """
 
@@ -22,13 +23,15 @@ import pandas as pd
 
 from doodle import cli
 from doodle.drawing.batch import Batch, concat_batches
+from doodle.drawing.flat import Drawings
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, parse_key_id
 from doodle.metrics import accuracy, map_at_k
-from doodle.predict.loaded_run import input_files, load_run
+from doodle.predict.exported import load_model
+from doodle.predict.loaded_run import input_files
 from doodle.predict.submission import to_submission, write_submission
 from doodle.runs.folder import save_logits
 from doodle.store.readers import read_file
-from doodle.train.data import BatchDataset, MemoryDrawings, fixed_batches, make_loader
+from doodle.train.data import eval_loaders, fixed_batches
 from doodle.train.distributed import resolve_device
 from doodle.train.engine import evaluate
 
@@ -37,7 +40,8 @@ log = logging.getLogger("predict")
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="predict drawings with a trained run")
-    p.add_argument("--run", required=True, type=Path, help="outputs/<run>/fold<k> (or outputs/<run>: its first fold)")
+    p.add_argument("--run", required=True, type=Path,
+                   help="outputs/<run>/fold<k> (or outputs/<run>: its first fold), or an exported .onnx / .doodle")
     p.add_argument("--test", type=Path, default=Path("input/test_simplified.csv"),
                    help="Kaggle test CSV, Google ndjson, or a folder of Kaggle train CSVs")
     p.add_argument("--labels", type=Path, help="key_id,word CSV with the answers, to report MAP@3")
@@ -62,10 +66,10 @@ def usable_key(key_id: str) -> int | None:
 def blank_rows(rows: list[tuple[int, int]]) -> Batch:
     """Rows with no strokes for rejected drawings whose key_id is usable: (key_id, line) pairs."""
     n = len(rows)
-    return Batch(np.array([k for k, _ in rows], np.int64), [None] * n, [""] * n,
-                 np.full(n, -1, np.int8), [""] * n, np.array([ln for _, ln in rows], np.int64),
-                 np.zeros((0, 2), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(n, np.int32),
-                 np.zeros(n, bool))
+    blank = Drawings(np.zeros((0, 2), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(n, np.int32))
+    return Batch.of(blank, key_id=np.array([k for k, _ in rows], np.int64), word=[None] * n, countrycode=[""] * n,
+                    recognized=np.full(n, -1, np.int8), timestamp=[""] * n,
+                    line=np.array([ln for _, ln in rows], np.int64), raw=np.zeros(n, bool))
 
 
 def read_inputs(files: list[Path], reject_log: Path) -> Batch:
@@ -95,10 +99,8 @@ def read_inputs(files: list[Path], reject_log: Path) -> Batch:
 
 def run_predictions(lr, batch: Batch, batch_size: int, tta: str, workers: int) -> np.ndarray:
     """Logits for every row of `batch`, rendered by the training dataset code in DataLoader workers."""
-    src = MemoryDrawings(batch)
-    order = fixed_batches(np.arange(len(src)), batch_size)
-    loaders = [make_loader(BatchDataset(src, None, lr.cfg, lr.input_kind, flip=f), order, workers)
-               for f in ([False, True] if tta == "flip" else [False])]
+    order = fixed_batches(np.arange(len(batch)), batch_size)
+    loaders = eval_loaders(batch, None, lr.cfg, lr.input_kind, order, workers, tta)
     out = evaluate(lr.model, loaders, lr.device, lr.precision, channels_last=False)
     assert np.array_equal(out["key_id"], batch.key_id), "prediction order lost"
     return out["logits"]
@@ -127,7 +129,8 @@ def score(logits, keys, words, classes, labels: Path | None) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
-    lr = load_run(args.run, resolve_device(args.device))
+    lr = load_model(args.run, resolve_device(args.device))
+    lr.run.root.mkdir(parents=True, exist_ok=True)  # an export's output folder is made on first use
     batch = read_inputs(input_files(args.test), lr.run.predict_rejects)
     logits = run_predictions(lr, batch, args.batch_size, args.tta or lr.cfg.val.tta, args.workers)
     keys, words = batch.key_id, batch.word

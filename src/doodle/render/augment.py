@@ -1,9 +1,10 @@
-"""Augmentation from config: stroke-space transforms on points (cost independent of image size) and an
+"""Augmentation from config: stroke-space transforms on `Drawings` (cost independent of image size) and an
 optional albumentations pipeline on the rendered images.
 
 Stroke-space transforms act on a whole batch at once in the 0..255 box: one random affine per drawing
 (scale, aspect stretch, rotation, shear, shift, horizontal flip about the box centre), stroke dropout
-(never every stroke of a drawing) and per-point jitter.
+(never every stroke of a drawing) and per-point jitter. Each returns `Drawings` of the same rows (a `Batch`
+keeps its metadata).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import difflib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
 from doodle.config import AlbuCfg, AugmentCfg
+from doodle.drawing.flat import Drawings
 from doodle.errors import UserError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -23,30 +25,15 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 CENTRE = 127.5
 
 
-@dataclass
-class Points:
-    """A batch of drawings as flat arrays (the store's representation, float coordinates)."""
-
-    xy: np.ndarray  # (P, 2) float32
-    t: np.ndarray  # (P,) int32, -1 untimed
-    stroke_len: np.ndarray  # (S,) int32
-    n_strokes: np.ndarray  # (B,) int32
-
-    def points_per_drawing(self) -> np.ndarray:
-        st_end = np.cumsum(self.n_strokes)
-        cum = np.concatenate([[0], np.cumsum(self.stroke_len, dtype=np.int64)])
-        return np.diff(cum[np.concatenate([[0], st_end])])
-
-
-def flip_x(p: Points) -> Points:
-    """Mirror left-right in the 0..255 box (x -> 255 - x).
+def flip_x(d: Drawings) -> Drawings:
+    """Mirror left-right in the 0..255 box (x -> 255 - x), keeping the coordinates' dtype.
 
     Flipping twice gives the input exactly for the store's integer coordinates (and to within float32
     rounding for augmented ones).
     """
-    xy = p.xy.copy()
-    xy[:, 0] = 255.0 - xy[:, 0]
-    return Points(xy, p.t, p.stroke_len, p.n_strokes)
+    xy = d.xy.copy()
+    xy[:, 0] = 255 - xy[:, 0]
+    return replace(d, xy=xy)
 
 
 def random_affine(n: int, cfg: AugmentCfg, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -67,18 +54,18 @@ def random_affine(n: int, cfg: AugmentCfg, rng: np.random.Generator) -> tuple[np
     return m, shift
 
 
-def drop_strokes(p: Points, prob: float, rng: np.random.Generator) -> Points:
+def drop_strokes(d: Drawings, prob: float, rng: np.random.Generator) -> Drawings:
     """Drop each stroke with probability `prob`, keeping at least one stroke per drawing (its first)."""
-    if prob <= 0 or len(p.stroke_len) == 0:
-        return p
-    keep = rng.random(len(p.stroke_len)) >= prob
-    owner = np.repeat(np.arange(len(p.n_strokes)), p.n_strokes)
-    kept_per = np.bincount(owner[keep], minlength=len(p.n_strokes))
-    first = np.cumsum(p.n_strokes) - p.n_strokes
-    keep[first[(kept_per == 0) & (p.n_strokes > 0)]] = True  # never empty a drawing
-    pts = np.repeat(keep, p.stroke_len)
-    n_strokes = np.bincount(owner[keep], minlength=len(p.n_strokes)).astype(np.int32)
-    return Points(p.xy[pts], p.t[pts], p.stroke_len[keep], n_strokes)
+    if prob <= 0 or len(d.stroke_len) == 0:
+        return d
+    keep = rng.random(len(d.stroke_len)) >= prob
+    owner = np.repeat(np.arange(len(d)), d.n_strokes)
+    kept_per = np.bincount(owner[keep], minlength=len(d))
+    first = np.cumsum(d.n_strokes) - d.n_strokes
+    keep[first[(kept_per == 0) & (d.n_strokes > 0)]] = True  # never empty a drawing
+    pts = np.repeat(keep, d.stroke_len)
+    n_strokes = np.bincount(owner[keep], minlength=len(d)).astype(np.int32)
+    return replace(d, xy=d.xy[pts], t=d.t[pts], stroke_len=d.stroke_len[keep], n_strokes=n_strokes)
 
 
 class StrokeAugment:
@@ -87,16 +74,17 @@ class StrokeAugment:
     def __init__(self, cfg: AugmentCfg):
         self.cfg = cfg
 
-    def __call__(self, p: Points, rng: np.random.Generator) -> Points:
+    def __call__(self, d: Drawings, rng: np.random.Generator) -> Drawings:
+        """The batch with float32 coordinates, each drawing moved by its own random affine."""
         cfg = self.cfg
-        p = drop_strokes(p, cfg.stroke_dropout, rng)
-        m, shift = random_affine(len(p.n_strokes), cfg, rng)
-        owner = np.repeat(np.arange(len(p.n_strokes)), p.points_per_drawing())
-        centred = p.xy.astype(np.float64) - CENTRE
+        d = drop_strokes(d, cfg.stroke_dropout, rng)
+        m, shift = random_affine(len(d), cfg, rng)
+        owner = np.repeat(np.arange(len(d)), d.points_per_drawing())
+        centred = d.xy.astype(np.float64) - CENTRE
         xy = np.einsum("pij,pj->pi", m[owner], centred) + CENTRE + shift[owner]
         if cfg.point_jitter > 0:
             xy += rng.normal(0.0, cfg.point_jitter, xy.shape)
-        return Points(xy.astype(np.float32), p.t, p.stroke_len, p.n_strokes)
+        return replace(d, xy=xy.astype(np.float32))
 
 
 def build_albumentations(items: list[AlbuCfg]):

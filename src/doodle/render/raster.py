@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from doodle.config import Config
+from doodle.drawing.flat import Drawings
 from doodle.errors import UserError
 from doodle.render.flat_input import FLATTEN_ERRORS, flat_values
 from doodle.render.kernels import rasterize_one, render_points
@@ -81,22 +82,13 @@ class RasterSpec:
         return _feature_ids(self.encoding)
 
 
-def render_batch(xy: np.ndarray, t: np.ndarray | None, stroke_len: np.ndarray, n_strokes: np.ndarray,
-                 spec: RasterSpec) -> np.ndarray:
-    """Flat drawings (points in the 0..255 box, may lie outside after augmentation) -> (B, H, W, C) uint8.
-
-    `t` is ms since each drawing's first point, -1 (or None for the whole batch) for untimed drawings.
-    """
-    xy = np.ascontiguousarray(xy, dtype=np.float32)
-    t = np.full(len(xy), -1, np.int32) if t is None else np.ascontiguousarray(t, dtype=np.int32)
-    slen = np.ascontiguousarray(stroke_len, dtype=np.int32)
-    nst = np.ascontiguousarray(n_strokes, dtype=np.int32)
-    if (xy.ndim != 2 or xy.shape[1:] != (2,) or t.shape != (len(xy),) or slen.ndim != 1 or nst.ndim != 1
-            or slen.sum() != len(xy) or nst.sum() != len(slen) or (slen < 0).any() or (nst < 0).any()):
-        raise UserError(f"inconsistent drawing arrays: xy {xy.shape}, t {t.shape}, "
-                         f"{slen.sum()} points in strokes, {nst.sum()} strokes in drawings")
-    if not np.isfinite(xy).all():  # a NaN would make the step count of a segment meaningless
-        raise UserError("drawing points must be finite (found NaN or infinity)")
+def render_batch(d: Drawings, spec: RasterSpec) -> np.ndarray:
+    """Flat drawings (points in the 0..255 box, may lie outside after augmentation) -> (B, H, W, C) uint8."""
+    d.check()
+    xy = np.ascontiguousarray(d.xy, dtype=np.float32)
+    t = np.ascontiguousarray(d.t, dtype=np.int32)
+    slen = np.ascontiguousarray(d.stroke_len, dtype=np.int32)
+    nst = np.ascontiguousarray(d.n_strokes, dtype=np.int32)
     out = _canvas(len(nst), spec)
     render_points(xy, t, slen, nst, spec.feature_ids(), out.shape[1], *_scaled(spec), out)
     return _downsample(out, spec)
@@ -144,9 +136,10 @@ def rasterize(strokes: Sequence | str, size: int = 64, channels: str = "order3",
 
 def render_drawing(drawing, spec: RasterSpec) -> np.ndarray:
     """A `strokes.Drawing` (simplified box) -> (H, W, C) uint8 with the given spec."""
-    lens = np.diff(np.concatenate([[0], drawing.ends])).astype(np.int32)
-    t = None if drawing.t is None else np.rint(drawing.t - drawing.t.min()).astype(np.int32)
-    return render_batch(drawing.xy, t, lens, np.array([len(lens)], np.int32), spec)[0]
+    lens = np.diff(drawing.ends, prepend=0).astype(np.int32)
+    t = (np.full(drawing.n_points, -1, np.int32) if drawing.t is None
+         else np.rint(drawing.t - drawing.t.min()).astype(np.int32))
+    return render_batch(Drawings(drawing.xy, t, lens, np.array([len(lens)], np.int32)), spec)[0]
 
 
 def raster_spec(cfg: Config) -> RasterSpec:

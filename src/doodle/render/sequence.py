@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from doodle.drawing.flat import Drawings
 from doodle.errors import UserError
 
 BASE_FEATURES = ("x", "y", "dx", "dy", "stroke_start")
@@ -72,18 +73,18 @@ def keep_mask(per: np.ndarray, first: np.ndarray, max_points: int, point_dropout
     return keep
 
 
-def encode_sequences(pts, max_points: int, use_time: bool = True, point_dropout: float = 0.0,
+def encode_sequences(d: Drawings, max_points: int, use_time: bool = True, point_dropout: float = 0.0,
                      rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Points batch -> (B, L, F) float32 zero padded, and (B,) int64 lengths (>= 1; empty drawings: 1).
+    """Drawings -> (B, L, F) float32 zero padded, and (B,) int64 lengths (>= 1; empty drawings: 1).
 
     L is the longest kept drawing of the batch (at most `max_points`). `point_dropout` drops each point
     that does not start a stroke with that probability (training augmentation; needs `rng`).
     """
     if max_points < 1:
         raise UserError(f"seq.max_points must be >= 1, got {max_points}")
-    per = np.asarray(pts.points_per_drawing(), np.int64)
+    per = d.points_per_drawing()
     n_feat = N_FEATURES + (1 if use_time else 0)
-    first = stroke_starts(pts.stroke_len, int(per.sum()))
+    first = stroke_starts(d.stroke_len, int(per.sum()))
     keep = keep_mask(per, first, max_points, point_dropout, rng)
     owner = np.repeat(np.arange(len(per)), per)[keep]
     counts = np.bincount(owner, minlength=len(per)).astype(np.int64)
@@ -91,13 +92,13 @@ def encode_sequences(pts, max_points: int, use_time: bool = True, point_dropout:
     head = pos == 0
 
     feats = np.zeros((len(owner), n_feat), np.float32)
-    xy = np.asarray(pts.xy, np.float32)[keep] / 127.5 - 1.0
+    xy = np.asarray(d.xy, np.float32)[keep] / 127.5 - 1.0
     feats[:, 0:2] = xy
     feats[:, 2:4] = np.diff(xy, axis=0, prepend=xy[:1])
     feats[head, 2:4] = 0.0
     feats[:, 4] = first[keep]
     if use_time:
-        t = np.asarray(pts.t, np.int64)[keep]
+        t = np.asarray(d.t, np.int64)[keep]
         dt = np.diff(t, prepend=t[:1])
         timed = (t >= 0) & np.concatenate([[False], t[:-1] >= 0]) & ~head
         feats[:, 5] = np.where(timed, np.log1p(np.maximum(dt, 0) / DT_SCALE_MS), 0.0)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.drawing.batch import ranges
+from doodle.drawing.flat import Drawings, take_rows
 from doodle.drawing.strokes import Drawing
 from doodle.errors import UserError
 
@@ -174,25 +174,12 @@ class Store:
 
     def drawing(self, i: int) -> Drawing:
         """Drawing i (float32 points in the 0..255 box; times when the drawing had them)."""
-        a = self.arrays
-        p0, p1 = int(a["pt_off"][i]), int(a["pt_off"][i + 1])
-        s0, s1 = int(a["st_off"][i]), int(a["st_off"][i + 1])
-        ends = np.cumsum(a["stroke_len"][s0:s1], dtype=np.int64)
-        t = None
-        if self.info.has_time and a["raw"][i]:
-            t = np.asarray(a["t"][p0:p1], dtype=np.float64)
-        return Drawing(np.asarray(a["xy"][p0:p1], dtype=np.float32), ends, t)
+        return self.take([i]).drawing(0)
 
-    def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Flat arrays for drawings `idx`: xy (P,2) uint8, t (P,) int32 (-1 untimed), stroke_len, n_strokes."""
-        a = self.arrays
-        idx = np.asarray(idx, dtype=np.int64)
-        p0, p1 = a["pt_off"][idx], a["pt_off"][idx + 1]
-        s0, s1 = a["st_off"][idx], a["st_off"][idx + 1]
-        pts = ranges(p0, p1)
-        sts = ranges(s0, s1)
-        xy = a["xy"][pts]
-        t = a["t"][pts] if self.info.has_time else np.full(len(pts), -1, np.int32)
-        if self.info.has_time:
-            t = np.where(np.repeat(a["raw"][idx].astype(bool), p1 - p0), t, -1).astype(np.int32)
-        return xy, t, a["stroke_len"][sts], (s1 - s0).astype(np.int32)
+    def take(self, idx: np.ndarray) -> Drawings:
+        """Drawings `idx` (any order) in memory: xy uint8, t int32 (-1 for untimed drawings)."""
+        a, timed = self.arrays, self.info.has_time
+        d = take_rows(a["xy"], a["t"] if timed else None, a["stroke_len"], a["st_off"], a["pt_off"], idx)
+        if timed:  # a shard without times wrote none; its drawings may sit among timed ones
+            d.t[~np.repeat(a["raw"][np.asarray(idx, np.int64)].astype(bool), d.points_per_drawing())] = -1
+        return d

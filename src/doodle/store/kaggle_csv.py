@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.drawing.batch import Batch, FileFormatError, Reject, batch_from_drawings, concat_batches
+from doodle.drawing.batch import Batch, FileFormatError, Reject, concat_batches
+from doodle.drawing.flat import Drawings
 from doodle.drawing.kaggle_fields import parse_kaggle_fields
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_kaggle_drawing, parse_key_id
 from doodle.store.line_blocks import CHUNK_BYTES, decode_lines, line_blocks, max_line_bytes, open_checked
@@ -144,12 +145,12 @@ def _csv_chunk(lns: list[int], cols: list[list[str]], col: dict, limits: Limits,
         lns, keys = list(compress(lns, good)), keys[good]
         cols = [list(compress(c, good)) for c in cols]
     drawings = cols[col["drawing"]]
-    fast = parse_kaggle_fields(drawings, limits)
-    parts = [_csv_batch(cols, col, lns, keys, fast.ok, fast.xy, fast.stroke_len, fast.n_strokes)]
-    if fast.ok.all():
+    ok, fast = parse_kaggle_fields(drawings, limits)
+    parts = [_csv_batch(cols, col, lns, keys, ok, fast)]
+    if ok.all():
         return parts[0]
     slow, slow_drawings = np.zeros(len(lns), bool), []
-    for i in np.flatnonzero(~fast.ok):
+    for i in np.flatnonzero(~ok):
         try:
             slow_drawings.append(parse_kaggle_drawing(drawings[i], limits))
             slow[i] = True
@@ -157,23 +158,21 @@ def _csv_chunk(lns: list[int], cols: list[list[str]], col: dict, limits: Limits,
             rejects.append(Reject(lns[i], str(keys[i]), e.reason, e.detail[:120]))
     if not slow_drawings:
         return parts[0]
-    d = batch_from_drawings([{"key_id": 0, "line": 0}] * len(slow_drawings), slow_drawings)
-    parts.append(_csv_batch(cols, col, lns, keys, slow, d.xy, d.stroke_len, d.n_strokes))
-    order = np.argsort(np.concatenate([np.flatnonzero(fast.ok), np.flatnonzero(slow)]), kind="stable")
+    parts.append(_csv_batch(cols, col, lns, keys, slow, Drawings.pack(slow_drawings)))
+    order = np.argsort(np.concatenate([np.flatnonzero(ok), np.flatnonzero(slow)]), kind="stable")
     return concat_batches(parts).take(order)
 
 
-def _csv_batch(cols, col, lns, keys, rows, xy, stroke_len, n_strokes) -> Batch:
+def _csv_batch(cols, col, lns, keys, rows, drawings: Drawings) -> Batch:
     """Metadata of `rows` (bool mask over the chunk's good rows) with their parsed strokes."""
     def column(name, default):
         return list(compress(cols[col[name]], rows)) if name in col else [default] * int(rows.sum())
 
     rec = column("recognized", "")
-    return Batch(
-        key_id=keys[rows], word=column("word", None), countrycode=column("countrycode", ""),
+    return Batch.of(
+        drawings, key_id=keys[rows], word=column("word", None), countrycode=column("countrycode", ""),
         recognized=np.fromiter(map(_RECOGNIZED.get, rec, repeat(-1)), dtype=np.int8, count=len(rec)),
         timestamp=column("timestamp", ""), line=np.array(lns, dtype=np.int64)[rows],
-        xy=xy, t=np.full(len(xy), -1, np.int32), stroke_len=stroke_len, n_strokes=n_strokes,
         raw=np.zeros(int(rows.sum()), bool))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from doodle.drawing.batch import ranges
+from doodle.drawing.flat import ranges
 from doodle.store.format import FORMAT_VERSION, ArrayAppender, array_path, fold_of, open_array
 from doodle.store.options import FileResult, PrepareOptions
 

@@ -4,7 +4,10 @@
     python tools/download.py google [--format raw|simplified] [--classes all|cat,dog|FILE]
                                     [--dest input/google/] [--workers 4] [--base-url URL]
 
-Google files land in DEST/<format>/<word>.ndjson; an interrupted download resumes on the next run.
+    python tools/download.py model <URL or path> --sha256 HEX [--dest exports/]
+
+Google files land in DEST/<format>/<word>.ndjson; an interrupted download resumes on the next run. A model
+(an exported .onnx / .doodle) lands in DEST/<name> only once its sha256 matches.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from doodle import cli, resources
 from doodle.resources import load_class_list
-from doodle.sources import google, kaggle_api
+from doodle.sources import google, kaggle_api, model_file
 
 log = logging.getLogger("download")
 
@@ -45,6 +48,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--timeout", type=float, default=60.0, help="seconds before a silent connection fails")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(run=run_google)
+
+    m = cli.add_debug_flag(sub.add_parser("model", help="an exported model (.onnx / .doodle), checksum verified"))
+    m.add_argument("source", help="http(s) URL or local path of the file")
+    m.add_argument("--sha256", required=True, help="the file's expected sha256 (64 hex digits)")
+    m.add_argument("--dest", type=Path, default=Path("exports"), help="folder for the model")
+    m.add_argument("--timeout", type=float, default=60.0, help="seconds before a silent connection fails")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.set_defaults(run=run_model)
     return p.parse_args(argv)
 
 
@@ -63,6 +74,10 @@ def run_google(args: argparse.Namespace) -> dict:
     counts = google.download_many(jobs, workers=args.workers, timeout=args.timeout,
                                     progress=not args.no_progress)
     return {"dest": str(folder), **{k: counts.get(k, 0) for k in ("downloaded", "resumed", "skipped")}}
+
+
+def run_model(args: argparse.Namespace) -> dict:
+    return model_file.fetch_model(args.source, args.dest, args.sha256, args.timeout, not args.no_progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

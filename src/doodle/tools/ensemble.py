@@ -4,7 +4,9 @@
         [--method prob_mean|logit_mean|stack] [--balance] [--out submissions/NAME.csv]
         [--test input/test_simplified.csv]
 
-Each argument is a run folder (all its fold<k> subfolders) or one fold folder. The folds of a run form
+Each argument is a run folder (all its fold<k> subfolders), one fold folder, or an exported .onnx / .doodle
+file (its validation fold is predicted from the run's store, --store, and its test logits are the ones
+`predict.py --run FILE` wrote next to it). The folds of a run form
 one member: their out-of-fold val logits are concatenated, their test logits averaged. Scores use the
 folds every member has; the CSV gets a JSON twin (same name, .json) with members, weights and scores.
 """
@@ -23,6 +25,7 @@ import numpy as np
 from doodle import cli
 from doodle.metrics import summarize
 from doodle.predict import ensemble as ens
+from doodle.predict.exported import member_folder
 from doodle.predict.submission import read_test_key_ids, to_submission, validate_submission, write_submission
 from doodle.runs.folder import RunDir, fold_dirs, join_val_logits, load_logits
 
@@ -40,7 +43,8 @@ class Run:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path, help="outputs/<run> or outputs/<run>/fold<k>")
+    p.add_argument("runs", nargs="+", type=Path, help="outputs/<run>, outputs/<run>/fold<k> or an exported file")
+    p.add_argument("--store", type=Path, help="the store of exported members (default: their config's data.store)")
     p.add_argument("--weights", help="comma-separated, one per run (default: equal)")
     p.add_argument("--method", choices=METHODS, default="prob_mean")
     p.add_argument("--balance", action="store_true", help="reweight classes so test predictions are uniform")
@@ -167,7 +171,8 @@ def main(argv=None) -> int:
     if weights is not None and args.method == "stack":
         log.warning("--weights are ignored by --method stack (the stacker learns its own)")
         weights = None
-    runs = [load_run_logits(p, "prob_mean" if args.method == "stack" else args.method) for p in args.runs]
+    runs = [load_run_logits(member_folder(p, args.store), "prob_mean" if args.method == "stack" else args.method)
+            for p in args.runs]
     folds = common_folds(runs)
     aligned = ens.align_members([val_member(r, folds) for r in runs])
     members = [{"name": r.name, "folds": folds, "has_test": r.test is not None,

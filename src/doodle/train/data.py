@@ -1,7 +1,7 @@
 """Datasets, the per-class quota sampler (with accuracy-driven resampling) and loaders.
 
-Batches are built whole: the sampler yields a list of store indices, and one dataset call gathers their
-points, augments them in stroke space and renders them with one compiled call. Images leave the loader as
+Batches are built whole: the sampler yields a list of store indices, and one dataset call takes those
+`Drawings` from the store, augments them in stroke space and renders them with one compiled call. Images leave the loader as
 uint8 NHWC; the float conversion happens on the device (`engine.to_input`).
 """
 
@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from doodle.config import Config
-from doodle.drawing.batch import Batch, ranges
+from doodle.drawing.batch import Batch
+from doodle.drawing.flat import Drawings
 from doodle.errors import UserError
-from doodle.render.augment import Points, StrokeAugment, apply_albumentations, build_albumentations, flip_x
+from doodle.render.augment import StrokeAugment, apply_albumentations, build_albumentations, flip_x
 from doodle.render.raster import RasterSpec, raster_spec, render_batch
 from doodle.render.sequence import encode_sequences
 from doodle.resources import load_class_list
@@ -152,65 +153,47 @@ class QuotaSampler(Sampler):
         return math.ceil(total / chunk) if total else 0
 
 
-class MemoryDrawings:
-    """Drawings read from files (e.g. Kaggle's unlabelled test CSV) with the Store's gather interface."""
-
-    def __init__(self, batch: Batch):
-        self.batch = batch
-        self.key_id = batch.key_id
-        self.st_off, self.pt_off = batch.offsets()
-
-    def __len__(self) -> int:
-        return len(self.key_id)
-
-    def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        b = self.batch
-        pts = ranges(self.pt_off[idx], self.pt_off[idx + 1])
-        return b.xy[pts], b.t[pts], b.stroke_len[ranges(self.st_off[idx], self.st_off[idx + 1])], b.n_strokes[idx]
-
-
 class BatchDataset(Dataset):
     """`dataset[list_of_indices]` -> a whole model-ready batch (images or sequences).
 
-    The source is a Store (training / validation, `split` gives targets) or MemoryDrawings (prediction,
-    `split=None`: no targets).
+    The source is a Store (training / validation, `split` gives targets) or a Batch read from files
+    (prediction, `split=None`: no targets); both hand out `Drawings` by index and have `key_id`.
     """
 
-    def __init__(self, store: Store | MemoryDrawings, split: Split | None, cfg: Config, input_kind: str = "image",
+    def __init__(self, source: Store | Batch, split: Split | None, cfg: Config, input_kind: str = "image",
                  train: bool = False, seed: int = 0, flip: bool = False):
-        self.store, self.split, self.cfg = store, split, cfg
+        self.source, self.split, self.cfg = source, split, cfg
         self.input_kind, self.train, self.seed, self.flip = input_kind, train, seed, flip
         self.spec = raster_spec(cfg)
         self.augment = StrokeAugment(cfg.augment) if train else None
         self.albu = build_albumentations(cfg.augment.albumentations) if train else None
 
     def __len__(self) -> int:
-        return len(self.store)
+        return len(self.source)
 
     def __getitem__(self, batch: list[int]) -> dict:
         idx = np.asarray(batch, np.int64)
-        xy, t, slen, nst = self.store.gather(idx)
-        pts = Points(xy.astype(np.float32), t, slen, nst)
+        d = self.source.take(idx)
         rng = np.random.default_rng(np.concatenate([[self.seed], idx])) if self.train else None
         if self.augment is not None:
-            pts = self.augment(pts, rng)
+            d = self.augment(d, rng)
         if self.flip:
-            pts = flip_x(pts)
-        out = {"key_id": torch.from_numpy(np.asarray(self.store.key_id[idx]))}
+            d = flip_x(d)
+        out = {"key_id": torch.from_numpy(np.asarray(self.source.key_id[idx]))}
         if self.split is not None:
-            out["target"] = torch.from_numpy(self.split.targets(self.store, idx))
-        out.update(make_inputs(pts, self.cfg, self.spec, self.input_kind, self.albu, rng))
+            out["target"] = torch.from_numpy(self.split.targets(self.source, idx))
+        out.update(make_inputs(d, self.cfg, self.spec, self.input_kind, self.albu, rng))
         return out
 
 
-def make_inputs(pts: Points, cfg: Config, spec: RasterSpec, input_kind: str, albu=None,
+def make_inputs(d: Drawings, cfg: Config, spec: RasterSpec, input_kind: str, albu=None,
                 rng: np.random.Generator | None = None) -> dict:
-    """Points -> model inputs: {'image': uint8 (B,H,W,C)} or {'seq': float (B,L,F), 'seq_len': (B,)}."""
+    """Drawings -> model inputs: {'image': uint8 (B,H,W,C)} or {'seq': float (B,L,F), 'seq_len': (B,)}."""
     if input_kind == "sequence":
         drop = cfg.seq.point_dropout if rng is not None else 0.0  # rng only when training
-        seq, lengths = encode_sequences(pts, cfg.seq.max_points, cfg.seq.time, drop, rng)
+        seq, lengths = encode_sequences(d, cfg.seq.max_points, cfg.seq.time, drop, rng)
         return {"seq": torch.from_numpy(seq), "seq_len": torch.from_numpy(lengths)}
-    images = render_batch(pts.xy, pts.t, pts.stroke_len, pts.n_strokes, spec)
+    images = render_batch(d, spec)
     return {"image": torch.from_numpy(apply_albumentations(albu, images))}
 
 
@@ -234,3 +217,12 @@ def make_loader(dataset: Dataset, batches, num_workers: int, seed: int = 0) -> D
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
                       pin_memory=torch.cuda.is_available(), generator=g, **kwargs)
 
+
+
+
+def eval_loaders(source: Store | Batch, split: Split | None, cfg: Config, input_kind: str, batches,
+                 num_workers: int, tta: str) -> list[DataLoader]:
+    """Loaders for evaluating `batches` of `source` with test-time augmentation `tta` (none | flip): one
+    loader per view, plain then mirrored; `engine.evaluate` averages their outputs."""
+    return [make_loader(BatchDataset(source, split, cfg, input_kind, flip=f), batches, num_workers)
+            for f in ([False, True] if tta == "flip" else [False])]

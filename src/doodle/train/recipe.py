@@ -31,6 +31,7 @@ from doodle.train.data import (
     BatchDataset,
     QuotaSampler,
     boosted_quotas,
+    eval_loaders,
     fixed_batches,
     make_loader,
     make_split,
@@ -105,9 +106,7 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
     train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
     train_loader = make_loader(train_ds, sampler, plan.num_workers, args.seed)
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
-    flips = [False, True] if cfg.val.tta == "flip" else [False]
-    val_loaders = [make_loader(BatchDataset(store, split, cfg, kind, flip=f), val_batches, plan.num_workers)
-                   for f in flips]
+    val_loaders = eval_loaders(store, split, cfg, kind, val_batches, plan.num_workers, cfg.val.tta)
     return model, state, sampler, train_loader, val_loaders, train_ds
 
 

@@ -1,0 +1,240 @@
+"""Export a tiny trained run as ONNX (fp32, int8) and as a package, through tools/export.py's main; then use
+the files wherever a run is used (predict, the page's guesses, the ensemble) and refuse broken or hostile
+ones. The run is the page tests' tiny ResNet18 (tests/conftest_app.py); the sequence model is trained here."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest_app import tiny_run  # noqa: F401  (a fixture)
+from helpers import command_module, shrink
+
+from doodle import cli
+from doodle.app import guesses
+from doodle.drawing.pen import pen_message
+from doodle.predict.exported import (
+    fold_split,
+    is_exported,
+    load_exported,
+    load_model,
+    member_folder,
+    store_logits,
+)
+from doodle.predict.loaded_run import load_run
+from doodle.predict.package import MANIFEST, ExportError, read_package
+from doodle.runs.folder import RunDir, load_logits, save_logits
+from doodle.train.data import BatchDataset
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "input/sample"
+export_tool = command_module(ROOT / "tools/export.py")
+predict_tool = command_module(ROOT / "src/predict.py")
+LOOSE = ["--min-top1", "0", "--max-map3-drop", "1"]  # a 1-epoch model's int8 is not held to the real figures
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):  # noqa: F811
+    """{"run", "fp32", "int8", "package"}: the tiny run and its three exports, with each export's report."""
+    out = tmp_path_factory.mktemp("exports")
+    run = tiny_run[1] / "tiny" / "fold0"
+    files = {"run": run, "fp32": out / "tiny.onnx", "int8": out / "tiny_int8.onnx", "package": out / "tiny.doodle"}
+    reports = {}
+    for key, extra in (("fp32", []), ("int8", ["--int8", *LOOSE]), ("package", ["--format", "package"])):
+        reports[key] = export_json(["--run", str(run), "--out", str(files[key]), *extra])
+    return files, reports
+
+
+def export_json(argv: list[str]) -> dict:
+    buf = io.StringIO()
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(buf):
+        assert export_tool.main(argv) == 0
+    return json.loads(buf.getvalue().splitlines()[-1])
+
+
+def meta(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_fp32_onnx_matches_the_run_and_carries_what_a_loader_needs(exported):
+    files, reports = exported
+    parity = reports["fp32"]["fp32_vs_torch"]
+    assert parity["max_abs_diff"] <= 1e-3 and parity["top3_identical"] == 1.0 and parity["drawings"] > 20
+    m = meta(files["fp32"])
+    lr = load_run(files["run"])
+    assert json.loads(m["doodle.classes"]) == lr.classes and m["doodle.precision"] == "fp32"
+    assert json.loads(m["doodle.config"]) == lr.cfg.to_dict()
+    assert json.loads(m["doodle.raster"])["size"] == 32 and m["doodle.input_kind"] == "image"
+    assert json.loads(m["doodle.metrics"])["val/map3"] == json.loads(lr.run.summary.read_text())["val/map3"]
+    assert m["doodle.commit"] == lr.facts["commit"]
+    assert json.loads(m["doodle.checks"])["fp32_vs_torch"] == reports["fp32"]["fp32_vs_torch"]
+    assert not list(files["fp32"].parent.glob(".*.tmp"))  # written by rename, nothing left behind
+
+
+def test_int8_is_small_checked_and_keeps_head_and_stem_in_float(exported):
+    files, reports = exported
+    r = reports["int8"]["int8_vs_fp32"]
+    assert files["int8"].stat().st_size <= 0.3 * files["fp32"].stat().st_size
+    assert r["float_nodes"] == ["/conv1/Conv", "/fc/Gemm"] and r["tta"] == load_run(files["run"]).cfg.val.tta
+    assert {"fp32_val/map3", "int8_val/map3", "top1_agreement"} <= set(r)
+    assert meta(files["int8"])["doodle.precision"] == "int8"
+    lr = load_exported(files["int8"])
+    assert isinstance(lr.model, torch.nn.Module) and lr.classes == load_run(files["run"]).classes
+
+
+def test_predict_ranks_the_sample_alike_from_run_onnx_and_package(exported, tmp_path):
+    files, _ = exported
+    csv = {}
+    for key in ("run", "fp32", "package"):
+        csv[key] = tmp_path / f"{key}.csv"
+        assert predict_tool.main(["--run", str(files[key]), "--test", str(SAMPLE / "test_simplified.csv"),
+                                  "--out", str(csv[key]), "--device", "cpu", "--batch-size", "64"]) == 0
+    assert csv["package"].read_bytes() == csv["run"].read_bytes()  # the package round-trips exactly
+    assert csv["fp32"].read_text() == csv["run"].read_text()  # same top-3 for all 270 drawings
+    run_logits = load_logits(files["run"] / "test_logits.npz")["logits"]
+    onnx_out = RunDir(files["fp32"].parent / "tiny-onnx" / "fold0")
+    np.testing.assert_allclose(load_logits(onnx_out.test_logits)["logits"], run_logits, atol=2e-3)
+
+
+def test_failed_parity_writes_nothing(tiny_run, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "never.onnx"
+    argv = ["--run", str(tiny_run[1] / "tiny" / "fold0"), "--out", str(out), "--max-diff", "0"]
+    assert cli.run(export_tool.main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(out) in err and "not written" in err and "\n" not in err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def seq_run(kaggle_store, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("seq_outputs")
+    train = command_module(ROOT / "src/train.py").main
+    assert train(["--cfg", str(ROOT / "configs/seq_gru.yaml"), "--out", str(out), "--no-progress", "--device", "cpu",
+                  *shrink(kaggle_store, 1, "model.kwargs={conv: 16, hidden: 16, layers: 2, dropout: 0.0}",
+                          "seq.max_points=40")]) == 0
+    return out / "seq_gru" / "fold0"
+
+
+def test_sequence_model_exports_with_dynamic_batch_and_length(seq_run, tmp_path):
+    out = tmp_path / "seq.onnx"
+    report = export_json(["--run", str(seq_run), "--out", str(out)])
+    assert report["fp32_vs_torch"]["max_abs_diff"] <= 1e-3
+    lr, ort = load_run(seq_run), load_exported(out)
+    assert ort.input_kind == "sequence" and json.loads(meta(out)["doodle.sequence"])["max_points"] == 40
+    store, split = fold_split(lr.cfg, 0)
+    rows = split.val_idx[:30]
+    lengths = BatchDataset(store, split, lr.cfg, "sequence")[rows.tolist()]["seq_len"].numpy()
+    assert len(set(lengths.tolist())) > 5 and lengths.max() > 12  # lengths other than the traced 12
+    for batch in (1, 7):  # batches padded to other lengths than the traced 12, alone and side by side
+        np.testing.assert_allclose(store_logits(ort, store, split, rows, batch_size=batch),
+                                   store_logits(lr, store, split, rows, batch_size=batch), atol=1e-4)
+
+
+def test_page_guesses_from_an_export(exported):
+    files, _ = exported
+    found = guesses.find_runs(files["fp32"].parent)
+    assert {files["fp32"], files["int8"], files["package"]} <= set(found)
+    message = pen_message([[[10, 200, 200, 10, 10], [10, 10, 200, 200, 10], [0, 40, 80, 120, 160]]])
+    run = load_run(files["run"])
+    a_run = guesses.analyse(message, [run])
+    for key in ("fp32", "package"):
+        model = load_model(files[key])
+        assert model.temperature == pytest.approx(run.temperature) and run.temperature != 1.0  # calibration travels
+        a = guesses.analyse(message, [model])
+        assert a.status == "ok" and [w for w, _ in a.top(3)] == [w for w, _ in a_run.top(3)]
+
+
+def test_ensemble_takes_an_export_as_a_member_and_refuses_other_classes(exported, tmp_path, capsys):
+    files, _ = exported
+    ens_tool = command_module(ROOT / "tools/ensemble.py")
+    out = tmp_path / "blend.csv"
+    assert ens_tool.main([str(files["run"]), str(files["package"]), "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    a, b = (m["val/map3"] for m in report["members"])
+    assert a == pytest.approx(b, abs=1e-6)  # the package predicts its validation fold as the run did
+    other = tmp_path / "other" / "fold0"
+    v = load_logits(files["run"] / "val_logits.npz")
+    save_logits(other / "val_logits.npz", v["logits"], v["key_id"], v["classes"][::-1], v["target"])
+    assert cli.run(ens_tool.main, [str(files["fp32"]), str(other.parent), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: member") and "class order" in err
+
+
+# ---- broken and hostile files --------------------------------------------------------------------------
+
+class Plant:
+    """Unpickling this creates the file `path`: the payload a pickle-based loader would run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_truncated_foreign_and_altered_files_are_refused_by_name(exported, tmp_path):
+    files, _ = exported
+    fp32, pkg = files["fp32"].read_bytes(), files["package"].read_bytes()
+    cases = {"half.onnx": fp32[: len(fp32) // 2], "half.doodle": pkg[: len(pkg) // 2], "text.onnx": b"hello",
+             "empty.doodle": b""}
+    foreign = onnx.load_model_from_string(fp32)
+    del foreign.metadata_props[:]
+    cases["foreign.onnx"] = foreign.SerializeToString()
+    altered = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(pkg)) as src, zipfile.ZipFile(altered, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data.replace(b"fold", b"FOLD") if name == "config.json" else data)
+    cases["altered.doodle"] = altered.getvalue()
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ExportError, match=str(tmp_path / name).replace(".", r"\.")):
+            load_model(tmp_path / name)
+    assert is_exported(tmp_path / "half.onnx") and not is_exported(files["run"])
+
+
+def test_loading_never_unpickles(exported, tmp_path):
+    files, _ = exported
+    planted = tmp_path / "planted"
+    payload = pickle.dumps(Plant(planted))
+    (tmp_path / "pickle.onnx").write_bytes(payload)
+    torch_style = io.BytesIO()  # what torch.save writes: a zip holding data.pkl
+    with zipfile.ZipFile(torch_style, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+    (tmp_path / "torch.doodle").write_bytes(torch_style.getvalue())
+    # a package whose weights entry is the pickle, with checksums that match it
+    with zipfile.ZipFile(files["package"]) as z:
+        blobs = {n: z.read(n) for n in z.namelist()}
+    blobs["weights.safetensors"] = payload
+    manifest = json.loads(blobs[MANIFEST])
+    import hashlib
+
+    manifest["sha256"]["weights.safetensors"] = hashlib.sha256(payload).hexdigest()
+    blobs[MANIFEST] = json.dumps(manifest).encode()
+    hostile = io.BytesIO()
+    with zipfile.ZipFile(hostile, "w") as z:
+        for n, d in blobs.items():
+            z.writestr(n, d)
+    (tmp_path / "hostile.doodle").write_bytes(hostile.getvalue())
+    for name in ("pickle.onnx", "torch.doodle", "hostile.doodle"):
+        with pytest.raises(ExportError, match=name):
+            load_model(tmp_path / name)
+    with pytest.raises(ExportError, match="weights.safetensors is unreadable"):
+        read_package(tmp_path / "hostile.doodle")
+    assert not planted.exists()
+    pickle.loads(payload)  # the payload is live: unpickled, it does plant the file
+    assert planted.exists()
+
+
+def test_member_folder_of_a_run_is_the_run(exported):
+    files, _ = exported
+    assert member_folder(files["run"]) == files["run"]
