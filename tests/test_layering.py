@@ -96,3 +96,24 @@ def test_no_import_cycles():
         if m not in state:
             visit(m, [m])
     assert not cycles, cycles
+
+
+def test_moved_map_names_only_what_exists():
+    """docs/MOVED.md (old module -> new) names, in its right-hand column, modules and functions that exist."""
+    import re
+
+    rows = [line.split("|") for line in (SRC.parent / "docs" / "MOVED.md").read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| before")]
+    names = [n for r in rows for n in re.findall(r"`(doodle\.[\w.]+)`", r[2])]
+    assert len(names) > 40
+    for name in names:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest prefix that is a module or package
+            path = SRC.joinpath(*parts[:cut])
+            found = path.with_suffix(".py") if path.with_suffix(".py").is_file() else path / "__init__.py"
+            if found.is_file():
+                break
+        assert cut >= 2, f"docs/MOVED.md: {name}: no such module"
+        text = found.read_text()
+        for attr in parts[cut:]:
+            assert re.search(rf"^(def|class) {attr}\b|^{attr} = ", text, re.M), f"docs/MOVED.md: {name}: not found"
