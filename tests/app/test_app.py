@@ -150,3 +150,15 @@ def test_stale_sends_are_dropped_and_bad_ones_explained(monkeypatch, outputs_cop
     at.session_state["draw_pen"] = {"v": 1, "seq": 10**6, "final": True, "strokes": "x" * 100}
     at.run()
     assert not at.exception and any("Cannot read" in w.value for w in at.warning)
+
+
+def test_streamlit_config_keeps_the_garbage_collection_off_the_update_path():
+    """`streamlit run src/app.py` from the repository root reads .streamlit/config.toml: no full collection after
+    every run (it held the GIL ~300 ms while the guesses waited to be sent; see doodle.app.page)."""
+    import tomllib
+
+    from streamlit import config
+
+    settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert settings["runner"]["postScriptGC"] is False
+    assert "runner.postScriptGC" in config._config_options_template  # a real Streamlit option, not a typo

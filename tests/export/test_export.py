@@ -26,6 +26,7 @@ from doodle.predict.exported import (
     load_exported,
     load_model,
     member_folder,
+    read_onnx_metadata,
     store_logits,
 )
 from doodle.predict.loaded_run import load_run
@@ -146,6 +147,7 @@ def test_page_guesses_from_an_export(exported):
     message = pen_message([[[10, 200, 200, 10, 10], [10, 10, 200, 200, 10], [0, 40, 80, 120, 160]]])
     run = load_run(files["run"])
     a_run = guesses.analyse(message, [run])
+    assert json.loads(read_onnx_metadata(files["fp32"])[1]["temperature"]) == pytest.approx(run.temperature)
     for key in ("fp32", "package"):
         model = load_model(files[key])
         assert model.temperature == pytest.approx(run.temperature) and run.temperature != 1.0  # calibration travels

@@ -85,6 +85,7 @@ def measure(url: str, raw: list, min_updates: int, max_s: float) -> dict:
         expect(pg.get_by_text("Draw something")).to_be_visible(timeout=180_000)
         pg.evaluate(WATCH)
         pen = pg.frame_locator(PEN).first
+        expect(pen.locator("#ink")).to_be_visible(timeout=60_000)  # the component's frame loads after the page
         box = pen.locator("#ink").bounding_box()
         frame = next(f for f in pg.frames if "pen_input.pen" in (f.url or ""))
         t0, done = time.monotonic(), 0

@@ -12,6 +12,7 @@ its guesses are one fragment: an update reruns only that part of the page.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -28,6 +29,13 @@ from doodle.predict.loaded_run import LoadedRun
 from doodle.runs.folder import RunDir, find_folds
 from doodle.store.format import Store
 
+# Streamlit collects garbage after every script run (runner.postScriptGC). With torch, timm and numba loaded
+# that walks every object and holds the GIL for ~300 ms on this CPU, and the page's messages wait to be sent
+# meanwhile: a guess took ~0.4 s to show instead of ~0.15. What lives as long as the server (the modules, then
+# each loaded model, see `_load`) is taken out of the collector's sight once (gc.freeze), so the collection
+# walks only what the runs made. .streamlit/config.toml also turns that collection off for a page started
+# from the repository root.
+gc.freeze()
 ENSEMBLE = "ensemble of all"
 CANVAS_PX = 400  # the pen's largest side; it shrinks to fit a narrow column (a phone)
 PER_PAGE = 12
@@ -60,7 +68,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 # No cap on entries: the "ensemble of all" needs every fold loaded at once, however many there are.
 @st.cache_resource(show_spinner="Loading model...", max_entries=None)
 def _load(path: str, stamp: float) -> LoadedRun:
-    return load_model(path, "cpu")
+    lr = load_model(path, "cpu")
+    gc.freeze()  # the model lives as long as the server: out of the collector's sight (see the top)
+    return lr
 
 
 def loaded(path: Path) -> LoadedRun:

@@ -71,7 +71,8 @@ def export_metadata(lr: LoadedRun, precision: str, metrics: dict, checks: dict, 
     cfg = lr.cfg.to_dict()
     meta = {"precision": precision, "input_kind": lr.input_kind, "classes": lr.classes, "config": cfg,
             "run": lr.facts, "metrics": metrics, "checks": checks, "commit": str(lr.facts.get("commit", "unknown")),
-            "export_commit": export_commit, "inputs": INPUT_DOC[lr.input_kind]}
+            "export_commit": export_commit, "inputs": INPUT_DOC[lr.input_kind],
+            "temperature": lr.temperature}  # calibrated probabilities: softmax(logits / temperature)
     if lr.input_kind == "image":
         meta["raster"] = {**cfg["raster"], "size": lr.spec.size, "channels": list(lr.spec.feature_ids().tolist())}
     else:
