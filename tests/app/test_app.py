@@ -61,6 +61,22 @@ def test_draw_shows_three_guesses_and_the_channels(monkeypatch, outputs_copy, tm
     assert not guesses(at) and any("Draw something" in i.value for i in at.info)
 
 
+def test_channels_follow_the_pen_lifts_and_guesses_every_send(monkeypatch, outputs_copy, tmp_path):  # noqa: F811
+    """During a stroke the guesses follow each send; the channel images stay those of the last pen lift."""
+    at = start(monkeypatch, "--outputs", outputs_copy, "--collected", tmp_path / "c")
+    sees = lambda: [i.value for i in at.subheader if i.value.startswith("What the network sees")]  # noqa: E731
+    draw(at, "draw_pen", TWO_STROKES[:1], final=False)  # the first stroke, pen still down: nothing lifted yet
+    assert len(guesses(at)) == 1 and sees() == [] and any("pen down" in c.value for c in at.caption)
+    draw(at, "draw_pen", TWO_STROKES[:1])  # lifted
+    lifted = [img.proto.imgs[0].url for img in at.get("image")]
+    assert sees() == ["What the network sees"] and len(lifted) == 3
+    draw(at, "draw_pen", TWO_STROKES, final=False)  # the second stroke, pen down: new guesses, old channels
+    assert sees() == ["What the network sees (at the last pen lift)"]
+    assert [img.proto.imgs[0].url for img in at.get("image")] == lifted
+    draw(at, "draw_pen", TWO_STROKES)
+    assert sees() == ["What the network sees"] and [img.proto.imgs[0].url for img in at.get("image")] != lifted
+
+
 def test_huge_drawing_gets_a_clear_message(monkeypatch, outputs_copy, tmp_path):  # noqa: F811
     at = start(monkeypatch, "--outputs", outputs_copy, "--collected", tmp_path / "c")
     many = [[[i, i + 5], [i, i + 5], [10 * i, 10 * i + 5]] for i in range(500)]
