@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -16,15 +17,18 @@ import pytest
 import torch
 from conftest_app import tiny_run  # noqa: F401  (a fixture)
 from helpers import command_module, shrink
+from onnx import numpy_helper
 
 from doodle import cli
 from doodle.app import guesses
+from doodle.export.onnx_export import OPSET, quantize_recurrent
 from doodle.predict.exported import (
     fold_split,
     is_exported,
     load_exported,
     load_model,
     member_folder,
+    ort_session,
     store_logits,
 )
 from doodle.predict.loaded_run import load_run
@@ -84,6 +88,7 @@ def test_int8_is_small_checked_and_keeps_head_and_stem_in_float(exported):
     r = reports["int8"]["int8_vs_fp32"]
     assert files["int8"].stat().st_size <= 0.3 * files["fp32"].stat().st_size
     assert r["float_nodes"] == ["/conv1/Conv", "/fc/Gemm"] and r["tta"] == load_run(files["run"]).cfg.val.tta
+    assert r["int8_weight_only_nodes"] == []  # no recurrent node: the file is what onnxruntime's quantiser wrote
     assert {"fp32_val/map3", "int8_val/map3", "top1_agreement"} <= set(r)
     assert meta(files["int8"])["doodle.precision"] == "int8"
     lr = load_exported(files["int8"])
@@ -118,7 +123,7 @@ def seq_run(kaggle_store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("seq_outputs")
     train = command_module(ROOT / "src/train.py").main
     assert train(["--cfg", str(ROOT / "configs/seq_gru.yaml"), "--out", str(out), "--no-progress", "--device", "cpu",
-                  *shrink(kaggle_store, 1, "model.kwargs={conv: 16, hidden: 16, layers: 2, dropout: 0.0}",
+                  *shrink(kaggle_store, 1, "model.kwargs={conv: 16, hidden: 96, layers: 2, dropout: 0.0}",
                           "seq.max_points=40")]) == 0
     return out / "seq_gru" / "fold0"
 
@@ -136,6 +141,71 @@ def test_sequence_model_exports_with_dynamic_batch_and_length(seq_run, tmp_path)
     for batch in (1, 7):  # batches padded to other lengths than the traced 12, alone and side by side
         np.testing.assert_allclose(store_logits(ort, store, split, rows, batch_size=batch),
                                    store_logits(lr, store, split, rows, batch_size=batch), atol=1e-4)
+
+
+def test_sequence_int8_has_int8_gru_weights_is_small_and_agrees_with_fp32(seq_run, tmp_path):
+    fp32, int8 = tmp_path / "seq.onnx", tmp_path / "seq_int8.onnx"
+    export_json(["--run", str(seq_run), "--out", str(fp32)])
+    report = export_json(["--run", str(seq_run), "--out", str(int8), "--int8", *LOOSE])["int8_vs_fp32"]
+    m32, m8 = onnx.load(str(fp32)), onnx.load(str(int8))
+    inits = {t.name: t for t in m8.graph.initializer}
+    made_by = {out: n for n in m8.graph.node for out in n.output}
+    grus = [n for n in m8.graph.node if n.op_type == "GRU"]
+    assert len(grus) == 4 and report["int8_weight_only_nodes"] == [n.name for n in grus]  # 2 layers x 2 directions
+    for gru in grus:  # W, R and B: int8 initializers -> DequantizeLinear (per row) -> Reshape -> the GRU
+        for name in gru.input[1:4]:
+            assert name not in inits  # no float weight left
+            reshape = made_by[name]
+            dq = made_by[reshape.input[0]]
+            assert reshape.op_type == "Reshape" and dq.op_type == "DequantizeLinear"
+            assert inits[dq.input[0]].data_type == onnx.TensorProto.INT8 and len(inits[dq.input[1]].dims) == 1
+
+    def weight_bytes(m: onnx.ModelProto) -> int:
+        return sum(numpy_helper.to_array(t).nbytes for t in m.graph.initializer)
+
+    # the GRUs are most of the weights (hidden 96): with them in float the int8 weights are 99% of fp32's
+    assert weight_bytes(m8) <= 0.3 * weight_bytes(m32) and int8.stat().st_size <= 0.4 * fp32.stat().st_size
+    lr32, lr8 = load_exported(fp32), load_exported(int8)
+    store, split = fold_split(lr8.cfg, 0)
+    a = store_logits(lr32, store, split, split.val_idx)
+    b1, b7 = (store_logits(lr8, store, split, split.val_idx, batch_size=n) for n in (1, 7))
+    np.testing.assert_allclose(b7, b1, atol=1e-5)  # any batch, padded to any length: the same logits
+    assert len(a) > 50 and (a.argmax(1) == b1.argmax(1)).mean() >= 0.95  # a 1-epoch model: near-tied logits
+
+
+class Recurrent(torch.nn.Module):
+    """A bidirectional LSTM (one ONNX node for both directions: D = 2), a GRU and an RNN."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(6, 32, bidirectional=True, batch_first=True)
+        self.gru = torch.nn.GRU(64, 32, batch_first=True)
+        self.rnn = torch.nn.RNN(32, 16, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(self.gru(self.lstm(x)[0])[0])[0]
+
+
+def test_recurrent_weights_of_any_kind_become_int8_and_other_graphs_stay_as_they_are(exported):
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # the exporter's deprecation and RNN batch-size notices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Recurrent().eval(), torch.rand(2, 5, 6), buf, dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n", 1: "length"}}, opset_version=OPSET)
+    fp32 = buf.getvalue()
+    data, nodes = quantize_recurrent(fp32)
+    assert nodes == ["/lstm/LSTM", "/gru/GRU", "/rnn/RNN"] and len(data) < 0.4 * len(fp32)
+    m = onnx.load_model_from_string(data)
+    onnx.checker.check_model(m, full_check=True)
+    assert {t.data_type for t in m.graph.initializer if t.name.endswith("_int8")} == {onnx.TensorProto.INT8}
+    assert not [t.name for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT
+                and not t.name.endswith("_scale")]
+    x = np.random.default_rng(0).random((3, 9, 6), dtype=np.float32)  # other batch and length than traced
+    a, b = (ort_session(d, "recurrent").run(None, {"x": x})[0] for d in (fp32, data))
+    np.testing.assert_allclose(b, a, atol=0.01)
+    int8_image = exported[0]["int8"].read_bytes()
+    assert quantize_recurrent(int8_image)[0] is int8_image  # nothing recurrent: the very bytes given
 
 
 def test_page_guesses_from_an_export(exported):

@@ -4,7 +4,8 @@ The graph takes what the engine feeds the network (`engine.to_input`): an image 
 float32 (N, C, H, W) = the rasteriser's uint8 output / 255; a sequence model takes `seq`, float32 (N, L, F),
 and `seq_len`, int64 (N,). The batch is dynamic, and so is L. The output is `logits` (N, classes).
 Everything the rasteriser or the sequence encoder needs is in the metadata (`doodle.config`), so a loader
-renders exactly as training did.
+renders exactly as training did. int8 is onnxruntime's static QDQ quantisation, plus weight-only int8 (standard
+ONNX ops) for the recurrent layers it leaves in float.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,10 +98,104 @@ def head_and_stem(data: bytes) -> list[str]:
     return convs[:1] + heads[-1:]
 
 
+RECURRENT = ("GRU", "LSTM", "RNN")  # ONNX's recurrent ops: inputs 1 W [D, G*H, in], 2 R [D, G*H, H], 3 B [D, 2*G*H]
+
+
+def int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row of a 2-D float array -> (q int8 in -127..127, scale float32): w ~= q * scale[:, None]."""
+    peak = np.abs(w).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def all_nodes(graph) -> Iterator:
+    """The graph's nodes and those of its subgraphs (If / Loop / Scan bodies), depth first."""
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for g in [a.g] if a.HasField("g") else list(a.graphs):
+                yield from all_nodes(g)
+
+
+def recurrent_weights(graph) -> dict[str, int]:
+    """{initializer name: row length of its 2-D view} for the float W, R, B of the graph's recurrent nodes that
+    nothing else reads (no other node, no graph input or output): W and R [D*G*H, in], B [D*2*G, H]."""
+    import onnx
+
+    inits = {t.name: t for t in graph.initializer}
+    uses: dict[str, int] = {}
+    for node in all_nodes(graph):
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    out: dict[str, int] = {}
+    weight_uses: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type not in RECURRENT:
+            continue
+        hidden = next((a.i for a in node.attribute if a.name == "hidden_size"), 0)
+        for k, name in enumerate(node.input[1:4], start=1):
+            weight_uses[name] = weight_uses.get(name, 0) + 1
+            t = inits.get(name)
+            if t is None or t.data_type != onnx.TensorProto.FLOAT or len(t.dims) != (2 if k == 3 else 3):
+                continue
+            row = hidden if k == 3 else t.dims[2]
+            if row > 0 and t.dims[-1] % row == 0 and out.get(name, row) == row:
+                out[name] = row
+    io = {v.name for v in [*graph.input, *graph.output]}
+    return {n: r for n, r in out.items() if weight_uses[n] == uses[n] and n not in io}
+
+
+def quantize_recurrent(data: bytes) -> tuple[bytes, list[str]]:
+    """Weight-only int8 for the GRU / LSTM / RNN nodes, which onnxruntime's static quantiser leaves in float.
+
+    Each of their float weights (`recurrent_weights`: W, R and B) becomes an int8 initializer with one float
+    scale per row of its 2-D view (symmetric, zero point 0; a row of W or R is one output unit of one gate, a
+    row of B one gate's bias), dequantized in the graph by standard ONNX ops: `DequantizeLinear` (per axis,
+    axis 0) and a `Reshape` back to the node's shape. The recurrence itself still runs in float.
+    -> (bytes, the names of the rewritten nodes); `data` itself, unchanged, when there is nothing to rewrite
+    (an image model's int8 file is what onnxruntime's quantiser wrote).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_model_from_string(data)
+    graph = model.graph
+    weights = recurrent_weights(graph)
+    if not weights:
+        return data, []
+    dequant, kept = [], []
+    for t in graph.initializer:
+        if t.name not in weights:
+            kept.append(t)
+            continue
+        w = numpy_helper.to_array(t)
+        q, scale = int8_rows(w.reshape(-1, weights[t.name]))
+        base = t.name + "_int8"
+        kept += [numpy_helper.from_array(q, base), numpy_helper.from_array(scale, base + "_scale"),
+                 numpy_helper.from_array(np.array(w.shape, np.int64), base + "_shape")]
+        dequant += [helper.make_node("DequantizeLinear", [base, base + "_scale"], [base + "_rows"], axis=0,
+                                     name=base + "_DequantizeLinear"),
+                    helper.make_node("Reshape", [base + "_rows", base + "_shape"], [base + "_float"],
+                                     name=base + "_Reshape")]
+    rewritten = []
+    for node in graph.node:
+        if node.op_type in RECURRENT and any(n in weights for n in node.input[1:4]):
+            rewritten.append(node.name)
+            for k in range(1, min(4, len(node.input))):
+                if node.input[k] in weights:
+                    node.input[k] += "_int8_float"
+    nodes = dequant + list(graph.node)  # the new nodes read initializers only: first is a topological order
+    del graph.initializer[:], graph.node[:]
+    graph.initializer.extend(kept)
+    graph.node.extend(nodes)
+    return model.SerializeToString(), rewritten
+
+
 def quantize_int8(fp32: bytes, calibration: list[dict[str, np.ndarray]],
-                  keep_float: bool = True) -> tuple[bytes, list[str]]:
-    """Static int8 (QDQ, per-channel int8 weights, uint8 activations, min-max calibration on `calibration`)
-    -> (bytes, the names of the nodes left in float on purpose: `head_and_stem` when `keep_float`)."""
+                  keep_float: bool = True) -> tuple[bytes, list[str], list[str]]:
+    """Static int8 (QDQ, per-channel int8 weights, uint8 activations, min-max calibration on `calibration`),
+    then weight-only int8 for recurrent nodes (`quantize_recurrent`) -> (bytes, the names of the nodes left in
+    float on purpose: `head_and_stem` when `keep_float`, the names of the recurrent nodes given int8 weights)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -128,4 +224,5 @@ def quantize_int8(fp32: bytes, calibration: list[dict[str, np.ndarray]],
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=kept)
         if not out.is_file():
             raise ExportError("onnxruntime quantisation wrote no model")
-        return out.read_bytes(), kept
+        data, recurrent = quantize_recurrent(out.read_bytes())
+        return data, kept, recurrent
