@@ -1,4 +1,4 @@
-"""Batch-1 CPU latency of an exported image model: torch fp32 vs ONNX fp32 vs ONNX int8, and file sizes.
+"""Batch-1 CPU latency of an exported model (image or sequence): torch fp32 vs ONNX fp32 vs ONNX int8, and file sizes.
 
     python tools/bench.py export [--run outputs/ref27/r18_boost/fold0 --store input/store27] [--quick]
 
@@ -26,11 +26,11 @@ from doodle.config import Config
 from doodle.export import checks
 from doodle.export.make import Bounds, make_onnx
 from doodle.models.factory import build_model
-from doodle.predict.exported import fold_split, ort_session
+from doodle.predict.exported import INPUT_NAMES, fold_split, ort_session
 from doodle.predict.loaded_run import LoadedRun, load_run
 from doodle.runs.folder import RunDir
 from doodle.train.data import BatchDataset
-from doodle.train.engine import resolve_precision, to_input
+from doodle.train.engine import forward, resolve_precision, to_input
 
 
 def untrained_run(store: Path, size: int = 64) -> LoadedRun:
@@ -72,14 +72,18 @@ def run(args) -> Iterator[dict]:
         int8, report8 = make_onnx(lr, store, split, True, bounds, "int8")
         ds = BatchDataset(store, split, lr.cfg, lr.input_kind)
         rows = checks.sample_rows(split.val_idx, 20 if args.quick else 50)
-        images = [to_input(ds[[int(r)]], torch.device("cpu"), False)["x"] for r in rows]
+        inputs = [to_input(ds[[int(r)]], torch.device("cpu"), False) for r in rows]
+        names = INPUT_NAMES[lr.input_kind]
         sessions = {k: ort_session(d, k, threads=1) for k, d in (("fp32", fp32), ("int8", int8))}
         repeats = 2 if args.quick else max(args.repeats, 4)
         with torch.no_grad():
-            ms = {"torch_fp32": latency_ms(lr.model, images, repeats)}
+            ms = {"torch_fp32": latency_ms(lambda x: forward(lr.model, x), inputs, repeats)}
         for k, s in sessions.items():
-            ms[f"onnx_{k}"] = latency_ms(lambda x, s=s: s.run(None, {"image": x.numpy()}), images, repeats)
-    yield {"bench": "export", "model": f"{lr.cfg.model.name} {lr.spec.size}px {lr.spec.encoding}, "
+            ms[f"onnx_{k}"] = latency_ms(
+                lambda x, s=s: s.run(None, {n: v.numpy() for n, v in zip(names, x.values(), strict=True)}),
+                inputs, repeats)
+    shape = f"{lr.spec.size}px {lr.spec.encoding}" if lr.input_kind == "image" else f"{lr.cfg.seq.max_points} points"
+    yield {"bench": "export", "model": f"{lr.cfg.model.name} {shape}, "
            f"{len(lr.classes)} classes" + ("" if args.run else " (untrained)"), "run": str(args.run or ""),
            "batch": 1, "threads": 1, **{f"ms_{k}": round(v, 3) for k, v in ms.items()},
            "speedup_onnx_fp32": round(ms["torch_fp32"] / ms["onnx_fp32"], 2),

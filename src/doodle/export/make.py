@@ -55,11 +55,12 @@ def make_onnx(lr: LoadedRun, store: Store, split: Split, int8: bool, bounds: Bou
     data, precision = fp32, "fp32"
     if int8:
         feeds = checks.calibration_feeds(lr, store, split, bounds.calib_rows)
-        data, kept = quantize_int8(fp32, feeds)
+        data, kept, weight_only = quantize_int8(fp32, feeds)
         report["int8_vs_fp32"] = checks.check_int8(fp32_lr, checks.with_onnx(lr, data, name), store, split,
                                                    bounds.min_top1, bounds.max_map3_drop, name)
         report["int8_vs_fp32"] |= {"calibration_drawings": sum(len(next(iter(f.values()))) for f in feeds),
-                                   "float_nodes": kept, "fp32_bytes": len(fp32), "int8_bytes": len(data)}
+                                   "float_nodes": kept, "int8_weight_only_nodes": weight_only,
+                                   "fp32_bytes": len(fp32), "int8_bytes": len(data)}
         precision = "int8"
         r = report["int8_vs_fp32"]
         log.info("int8 vs fp32 on %d validation drawings: top-1 agreement %.2f%%, MAP@3 %.4f vs %.4f; %d -> %d bytes",
