@@ -14,7 +14,8 @@ SAMPLE = ROOT / "input" / "sample"
 COMMANDS = {
     "src/train.py": "doodle.train.recipe", "src/predict.py": "doodle.predict.recipe",
     **{f"tools/{n}.py": f"doodle.tools.{n}" for n in
-       ("prepare", "download", "ensemble", "submit", "report", "compare", "show", "make_sample", "export")},
+       ("prepare", "download", "ensemble", "submit", "report", "compare", "show", "make_sample", "export",
+        "synthesize")},
 }
 
 
