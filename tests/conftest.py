@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,31 @@ settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "ci"))
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "input" / "sample"
 KAGGLE_HEADER = ["countrycode", "drawing", "key_id", "recognized", "timestamp", "word"]
+# DOODLE_GPU_TESTS_ON_CPU=1 runs the gpu-marked tests on the CPU (their CUDA-only checks skip, each with its
+# reason): a check of the tests' own code on a machine without a GPU, not of the CUDA paths
+GPU_TESTS_ON_CPU = "DOODLE_GPU_TESTS_ON_CPU"
+NEEDS_CUDA = ("needs CUDA: torch.cuda.is_available() is False here (bash tools/gpu_check.sh runs the gpu tests "
+              "on a GPU)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each `gpu`-marked test is skipped where CUDA is missing, with the reason (listed by -rs, never silent)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu or os.environ.get(GPU_TESTS_ON_CPU) == "1":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason=NEEDS_CUDA))
+
+
+@pytest.fixture(scope="session")
+def gpu_device():
+    """The device of the gpu-marked tests: CUDA (the CPU only under DOODLE_GPU_TESTS_ON_CPU=1)."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.fixture(scope="session")

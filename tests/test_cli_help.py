@@ -33,6 +33,14 @@ def test_entry_point_answers_help(script):
     assert res.stdout.startswith("usage:")
 
 
+def test_the_gpu_check_answers_help():
+    """`bash tools/gpu_check.sh --help` (README) prints its usage without touching a GPU."""
+    res = subprocess.run(["bash", str(ROOT / "tools/gpu_check.sh"), "--help"], cwd=ROOT,
+                         env={**os.environ, "PY": sys.executable}, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("usage: tools/gpu_check.sh") and "--cpu-dry-run" in res.stdout
+
+
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_benchmark_module_imports(name, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "tools"))
@@ -52,7 +60,7 @@ def test_console_script_answers_help(name, monkeypatch, capsys):
 
 
 SHIMS = ["src/train.py", "src/predict.py", "src/app.py"] + [
-    str(p.relative_to(ROOT)) for p in (ROOT / "tools").glob("*.py") if p.stem not in ("bench", "demo")]
+    str(p.relative_to(ROOT)) for p in (ROOT / "tools").glob("*.py") if p.stem not in ("bench", "demo", "gpu_check")]
 
 
 @pytest.mark.parametrize("script", SHIMS)

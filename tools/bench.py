@@ -2,6 +2,7 @@
 """Benchmarks, one JSON object per line on stdout.
 
     python tools/bench.py prepare|raster|loader|train|submission|app|seq|export|page|all [--quick] [--data DIR]
+    python tools/bench.py train --device cuda --size 64 128 --data input/sample --min-drawings 100
 
 Each benchmark lives in tools/benchmarks/<name>.py and exposes `run(args) -> iterator of dicts`.
 Speed ratios are measured against ../shared/bench/naive_baseline.py in the same process.
@@ -36,6 +37,13 @@ def main(argv=None) -> int:
     p.add_argument("--run", type=Path, help="train: a finished run's fold folder, for its whole-run images/s ratio; "
                    "export: the run to export and time; page: the run the page serves")
     p.add_argument("--store", type=Path, help="export: the run's store, when not at its config's data.store")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="train: auto = the CPU, then CUDA when there is one; cpu or cuda = only that one")
+    p.add_argument("--size", type=int, nargs="+", default=[64], help="train: image sizes in px (default 64)")
+    p.add_argument("--steps", type=int, help="train: timed steps per loop (default 25 CPU / 300 CUDA; --quick 6 / 50)")
+    p.add_argument("--batch-size", type=int, help="train: batch size (default 128 CPU / 512 CUDA)")
+    p.add_argument("--min-drawings", type=int, default=120,
+                   help="train: use the classes of --data with at least this many drawings (100 for input/sample)")
     args = p.parse_args(argv)
     if args.bench == "all":  # each in its own process: benches set thread counts and warm caches
         rest = [f"--data={args.data}", f"--naive={args.naive}", f"--repeats={args.repeats}",

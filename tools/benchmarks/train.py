@@ -7,6 +7,9 @@
   workers the training plan picks for this device (doodle.train.plan).
 
 `ratio_vs_plain` = real / plain (goal >= 0.9); `ratio` = real / premade (is the model starved?).
+`--device cpu|cuda` times one device only (default: the CPU, then CUDA when there is one), `--size 64 128`
+several image sizes, `--steps` / `--batch-size` override the defaults; `tools/gpu_check.sh` runs it on CUDA at 64 and
+128 px on the bundled sample (`--data input/sample --min-drawings 100`).
 With `--run outputs/<run>/fold0` it also reports that finished run's images per second of wall time
 (validation, checkpoints and start-up included) against the plain loop measured now: `whole_run_ratio`.
 """
@@ -101,25 +104,39 @@ def whole_run(run: Path, plain: float) -> dict:
             "plain_img_per_s": round(plain, 1), "whole_run_ratio": round(rate / plain, 3)}
 
 
+def devices(choice: str) -> list[torch.device]:
+    """--device: auto = the CPU, then CUDA when there is one; cpu or cuda = that one (cuda without one: an error)."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench train --device cuda: torch.cuda.is_available() is False on this machine")
+    if choice in ("cpu", "cuda"):
+        return [torch.device(choice)]
+    return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+
+
 def run(args):
-    classes = rich_classes(args.data)
+    least = getattr(args, "min_drawings", 120)
+    classes = rich_classes(args.data, least)
+    if not classes:
+        raise SystemExit(f"bench train: no class in {args.data}/train_simplified has {least} drawings "
+                         "(--min-drawings)")
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "store"
         store, _, _ = prepared_store([args.data / "train_simplified"], store_path, classes, workers=None)
-        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-        for device in devices:
+        for device in devices(getattr(args, "device", "auto")):
             cpu = device.type == "cpu"
-            bs = 128 if cpu else 512
-            sets = ["data.img_size=64", f"data.store={store_path}", f"train.batch_size={bs}"]
-            cfg = load_config(ROOT / "configs/r18.yaml", sets)
-            steps = (6 if args.quick else 25) if cpu else (50 if args.quick else 300)
-            plain = plain_loop(len(classes), 64, bs, steps, device)
-            r = ours(cfg, store, device, steps)
-            plain = (plain + plain_loop(len(classes), 64, bs, steps, device)) / 2  # before and after ours
-            yield {"bench": "train", "device": str(device), "model": cfg.model.name, "size": 64, "batch_size": bs,
-                   "loader_workers": r["workers"], "steps": steps, "plain_img_per_s": round(plain, 1),
-                   "premade_img_per_s": round(r["premade"], 1), "real_img_per_s": round(r["real"], 1),
-                   "ratio_vs_plain": round(r["real"] / plain, 3), "ratio": round(r["real"] / r["premade"], 3),
-                   "torch_threads": torch.get_num_threads()}
-            if cpu and getattr(args, "run", None):
-                yield whole_run(Path(args.run), plain)
+            bs = getattr(args, "batch_size", None) or (128 if cpu else 512)
+            steps = getattr(args, "steps", None) or ((6 if args.quick else 25) if cpu else (50 if args.quick else 300))
+            sizes = getattr(args, "size", None) or [64]
+            for size in sizes:
+                sets = [f"data.img_size={size}", f"data.store={store_path}", f"train.batch_size={bs}"]
+                cfg = load_config(ROOT / "configs/r18.yaml", sets)
+                plain = plain_loop(len(classes), size, bs, steps, device)
+                r = ours(cfg, store, device, steps)
+                plain = (plain + plain_loop(len(classes), size, bs, steps, device)) / 2  # before and after ours
+                yield {"bench": "train", "device": str(device), "model": cfg.model.name, "size": size,
+                       "batch_size": bs, "loader_workers": r["workers"], "steps": steps,
+                       "plain_img_per_s": round(plain, 1), "premade_img_per_s": round(r["premade"], 1),
+                       "real_img_per_s": round(r["real"], 1), "ratio_vs_plain": round(r["real"] / plain, 3),
+                       "ratio": round(r["real"] / r["premade"], 3), "torch_threads": torch.get_num_threads()}
+                if cpu and size == sizes[0] and getattr(args, "run", None):
+                    yield whole_run(Path(args.run), plain)
