@@ -153,7 +153,7 @@ def settled(key: str, a: guesses.Analysis) -> guesses.Analysis | None:
 
     While a stroke is drawn the channel images stay those of the last lift: they are the same image elements
     as before, so the browser has nothing new to fetch and lay out, and the guesses show ~100 ms sooner
-    (tools/bench.py page: p95 258 -> 151 ms). They catch up when the pen lifts.
+    (tools/bench.py page: p95 258 -> 189 ms). They catch up when the pen lifts.
     """
     memo = f"{key}_settled"
     if a.final or a.status != "ok":
