@@ -243,6 +243,22 @@ def test_tools_prepare_with_a_class_subset(sample_dir, tmp_path, capsys):
     assert np.array_equal(store.fold, fold_of(np.asarray(store.key_id), 4))
 
 
+def test_tools_prepare_names_every_skipped_file_on_the_console(sample_dir, tmp_path, capsys):
+    """A test CSV or a non-drawing file a user meant to include is named on stderr, not only in summary.json."""
+    src = tmp_path / "input"
+    src.mkdir()
+    shutil.copy(sample_dir / "train_simplified" / "bear.csv", src / "bear.csv")
+    for name in ("test_simplified.csv", "test_labels.csv"):
+        shutil.copy(sample_dir / name, src / name)
+    assert tool_prepare().main(["--src", str(src), "--out", str(tmp_path / "store"), "--classes", "bear"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["skipped_files"] == 2 and json.loads(out)["kept"] == 100
+    skipped = [line for line in err.splitlines() if "skipped " in line]
+    assert len(skipped) == 2
+    assert any(str(src / "test_simplified.csv") in line for line in skipped)
+    assert any(str(src / "test_labels.csv") in line for line in skipped)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--classes", "bear,not_a_class"], "--classes: unknown class name(s): 'not a class'"),
     (["--classes", "baer"], "nearest: bear"),

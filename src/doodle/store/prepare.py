@@ -36,6 +36,7 @@ from doodle.store.options import FileResult, PrepareOptions
 from doodle.store.readers import read_file, scan_drawing_files
 
 log = logging.getLogger(__name__)
+SHOW_SKIPPED = 20  # skipped input files named on the console; summary.json lists them all
 
 BUFFER_ROWS = 5_000
 BUFFER_POINTS = 500_000
@@ -216,6 +217,11 @@ def prepare(src: list[Path], out: Path, opts: PrepareOptions, workers: int = 1) 
     """
     out = Path(out)
     files, skipped = find_inputs(src, out)
+    for f in skipped[:SHOW_SKIPPED]:  # named now, before a long run: a file the user meant to use is left out
+        log.warning("skipped %s: %s", f["file"], f["reason"])
+    if len(skipped) > SHOW_SKIPPED:
+        log.warning("... and %d more skipped files (all listed in %s)", len(skipped) - SHOW_SKIPPED,
+                    out / "summary.json")
     if not files:
         raise FileNotFoundError(f"no .csv or .ndjson drawing files under {', '.join(map(str, src))}")
     _check_replaceable(out, files)

@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     logging.getLogger("prepare").info(
         "store %s: kept %d, rejected %d, duplicates %d, filtered %d (rows %d); rejects in %s",
         args.out, s["kept"], s["rejected"], s["duplicates"], s["filtered"], s["rows"], args.out / "rejects.csv")
-    print(json.dumps({k: s[k] for k in ("rows", "kept", "rejected", "duplicates", "filtered", "per_reason")}))
+    print(json.dumps({**{k: s[k] for k in ("rows", "kept", "rejected", "duplicates", "filtered", "per_reason")},
+                      "skipped_files": len(s["skipped_files"])}))
     return 0
 
 
