@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from doodle.config import load_config
-from doodle.train.plan import Rates, RunPlan, fit_workers, next_per_class, plan_run
+from doodle.train.plan import Rates, RunPlan, fit_batch, fit_workers, next_per_class, plan_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,9 +23,10 @@ CPU = Rates(train=50.0, eval=200.0, render_s=0.002, step_s=1.3, probe_s=10.0)
 def test_a_15_minute_cpu_budget_gets_several_epochs_small_batches_and_no_workers():
     """900 s, 1,000 val drawings validated twice (raw + EMA) at 200/s = 10 s per epoch: 5% of 900 s = 45 s
     -> 4 epochs. Training time 900 * 0.97 - 10 (probe) - 10 (final, flip TTA) - 40 = 813 s -> 40,650 images
-    -> 376 per class per epoch over 27 classes; 40,650 / 512 = 79 steps -> halve to 128 (317 steps)."""
+    -> 376 per class per epoch over 27 classes; 40,650 / 512 = 79 steps -> halve while under 1,000 steps,
+    not below 64 (635 steps)."""
     plan = plan_run(r18("train.max_minutes=15"), n_classes=27, n_val=1000, device_type="cpu", rates=CPU)
-    assert (plan.epochs, plan.per_class, plan.batch_size, plan.num_workers) == (4, 376, 128, 0)
+    assert (plan.epochs, plan.per_class, plan.batch_size, plan.num_workers) == (4, 376, 64, 0)
     assert plan.budget_s == 900 and plan.rates["train"] == 50.0
     assert RunPlan.from_dict(plan.to_dict()) == plan
 
@@ -42,6 +43,17 @@ def test_no_budget_or_adapt_off_only_fits_workers():
     assert (plan.epochs, plan.per_class, plan.batch_size, plan.num_workers, plan.budget_s) == (30, 3000, 512, 0, 0)
     off = plan_run(r18("train.max_minutes=15", "train.adapt=false"), 27, 1000, "cpu", CPU)
     assert (off.epochs, off.per_class, off.batch_size, off.num_workers, off.budget_s) == (30, 3000, 512, 8, 0)
+
+
+@pytest.mark.parametrize("images, batch", [
+    (5_000_000, 512),  # a GPU-sized budget: 9,766 steps, the recipe's batch
+    (120_000, 64),  # 234 steps at 512 -> 937 at 128 -> 64 (1,875); never below 64 for the step target
+    (30_000, 64),  # 469 steps at 64: enough for warm-up and decay
+    (12_000, 32),  # 188 steps at 64 < 300 -> 32 (375)
+    (2_000, 32),  # too short for any batch: the floor, and the plan warns
+])
+def test_the_batch_halves_toward_a_thousand_steps(images, batch):
+    assert fit_batch(512, images) == batch
 
 
 def test_workers_follow_the_device():
@@ -71,7 +83,7 @@ def test_warnings_name_the_setting(caplog):
         plan_run(r18("train.max_minutes=3"), 27, 1000, "cpu", CPU)
     assert "optimiser steps" in caplog.text and "undertrained" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="train"):  # the 15-minute plan above: 317 steps, no warning
+    with caplog.at_level(logging.WARNING, logger="train"):  # the 15-minute plan above: 635 steps, no warning
         plan_run(r18("train.max_minutes=15"), 27, 1000, "cpu", CPU)
     assert caplog.text == ""
     caplog.clear()

@@ -11,8 +11,10 @@ So, before the first step, the recipe times a few real training and validation s
   MIN_EPOCHS;
 - **drawings per class per epoch**: `data.per_class`, or fewer, so that those epochs fill the budget
   (re-planned after every epoch from the measured speed: boosting shrinks an epoch as accuracy grows);
-- **batch size**: `train.batch_size`, halved while the run would make fewer than MIN_STEPS optimiser
-  steps (a few hundred steps are what warm-up, cosine decay and the EMA need);
+- **batch size**: `train.batch_size`, halved (down to STEP_BATCH) while the run would make fewer than
+  TARGET_STEPS optimiser steps: a short run learns more from its images in many small steps than in a few
+  large ones; and further (down to MIN_BATCH) while it would make fewer than MIN_STEPS, below which warm-up,
+  cosine decay and the EMA do not work at all;
 - **loader workers**: on a CPU device none when rendering a batch costs under WORKER_SHARE of a training
   step (a worker would only take cores from the model); elsewhere at most one per spare core.
 
@@ -36,12 +38,17 @@ from doodle.config import Config
 
 log = logging.getLogger("train")
 
-# Measured on a 15-minute r18_boost CPU run: VAL_SHARE 0.08 + MIN_STEPS 500 (8 epochs, batch 64) trained at 0.75x the
-# plain loop over the whole run; 0.05 + 300 (5 epochs, batch 128) at 0.88x, with the same MAP@3 (0.827 vs 0.822).
+# Measured on a 15-minute r18_boost CPU run: VAL_SHARE 0.08 (8 epochs) trained at 0.75x the plain loop over the whole
+# run, 0.05 (5 epochs) at 0.88x, with the same MAP@3 (0.827 vs 0.822).
+# TARGET_STEPS: r18_boost, 27 classes, 64 px, 7 epochs of 400 per class (boosted), 1 thread each, side by side: batches
+# of 256 -> MAP@3 0.818 from 52,736 images (206 steps); batches of 64 -> 0.836 from 46,656 (729 steps), ahead at
+# every epoch (README "Results").
 VAL_SHARE = 0.05  # of the budget, at most, for the per-epoch validation passes
 RESERVE = 0.03  # of the budget, for checkpoints and the loader's first batches
 MIN_EPOCHS = 4  # boosting needs a few quota updates; fewer epochs and it is uniform sampling
-MIN_STEPS = 300  # optimiser steps a run should make at least (warm-up, cosine, EMA warm-up)
+MIN_STEPS = 300  # optimiser steps a run should make at least (warm-up, cosine, EMA warm-up): fewer warns
+TARGET_STEPS = 1000  # the batch is halved while a budgeted run would make fewer steps than this
+STEP_BATCH = 64  # TARGET_STEPS halves no further: on the CPU batch 64 trains at ~0.93x batch 128, batch 32 at ~0.75x
 MIN_BATCH = 32
 FEW_STEPS = 100  # below this a run ends near chance (measured: tools/demo.py --minutes 0.5, ~20 steps, MAP@3 ~chance)
 WORKER_SHARE = 0.05  # render cost per batch, as a share of a training step, that a CPU run does in-process
@@ -85,6 +92,14 @@ def fit_workers(cfg: Config, device_type: str, rates: Rates | None, local_world:
     return min(want, max(0, cores - 1))
 
 
+def fit_batch(batch: int, images: float) -> int:
+    """The recipe's batch, halved while `images` would make fewer than TARGET_STEPS steps (down to STEP_BATCH),
+    or fewer than MIN_STEPS (down to MIN_BATCH)."""
+    while (batch > STEP_BATCH and images / batch < TARGET_STEPS) or (batch > MIN_BATCH and images / batch < MIN_STEPS):
+        batch //= 2
+    return batch
+
+
 def val_seconds(cfg: Config, n_val: int, eval_rate: float) -> tuple[float, float]:
     """(seconds of one epoch's validation, seconds of the final validation with the run's TTA)."""
     passes = 2 if cfg.train.ema else 1  # raw and EMA weights
@@ -107,8 +122,7 @@ def plan_run(cfg: Config, n_classes: int, n_val: int, device_type: str, rates: R
     train_s = seconds * (1 - RESERVE) - rates.probe_s - final_val - plan.epochs * epoch_val
     images = max(0.0, rates.train * world * train_s)
     plan.per_class = max(1, min(cfg.data.per_class, int(images / (plan.epochs * n_classes))))
-    while plan.batch_size > MIN_BATCH and images / (plan.batch_size * world) < MIN_STEPS:
-        plan.batch_size //= 2
+    plan.batch_size = fit_batch(t.batch_size, images / world)
     _warn(cfg, plan, images, n_classes, epoch_val, seconds, world)
     return plan
 
