@@ -5,7 +5,8 @@ capped at 1 drawing a class. Training is the one stage that cannot run as the be
 budget (`--minutes`) lets the recipe plan at least 4 epochs and time probes, minutes on a CPU, so the test
 trains without a budget for one epoch of 2 drawings a class at 32 px, without EMA and flip TTA (`--minutes 0
 --train-set ...`); the model stays near chance, which is all the later stages need. The loader is timed for
-0.5 s a size. About a minute on a quiet 2-core machine; 45 minutes at `nice -n 19` next to two training runs.
+0.5 s a size. Not yet timed on a quiet machine (the stages' own work is seconds; ten Python start-ups with
+torch add ~30 s); 15 minutes at `nice -n 19` next to two un-niced training runs on 2 cores.
 """
 
 import json
