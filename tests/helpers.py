@@ -34,6 +34,25 @@ def prepare_sample(out: Path) -> Path:
     return out
 
 
+def relabel_to_340(sample: Path, out: Path) -> Path:
+    """Kaggle `<word>.csv` files for all 340 classes from the sample's 27: class k gets the rows of sample
+    class k % 27, relabelled (the shape of the shared data: every class present, some small)."""
+    import csv
+
+    from doodle import resources
+
+    files = sorted((sample / "train_simplified").glob("*.csv"))
+    out.mkdir(parents=True, exist_ok=True)
+    for k, word in enumerate(resources.kaggle_classes()):
+        with open(files[k % len(files)], newline="") as f:
+            rows = list(csv.DictReader(f))
+        with open(out / f"{word}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows({**r, "word": word} for r in rows)
+    return out
+
+
 def shrink(store: Path, epochs: int, *extra: str) -> list[str]:
     """`--set` arguments: 32 px, 4 drawings per class, 3 per class to validate, `epochs` epochs, no workers."""
     sets = ["data.img_size=32", "data.per_class=4", "data.val_per_class=3", f"train.epochs={epochs}",

@@ -121,3 +121,38 @@ def test_rows_of_finds_each_key_id_and_marks_the_missing(sample_store):
     pick = np.array([len(keys) - 1, 0, 5])
     assert store.rows_of(keys[pick]).tolist() == pick.tolist()
     assert store.rows_of([1, keys[3], -7]).tolist() == [-1, 3, -1]
+
+
+def key_column_store(root: Path, keys: np.ndarray) -> Store:
+    """A store holding only key_ids (drawings without points): enough for `rows_of`, at any size."""
+    root.mkdir()
+    n = len(keys)
+    keys.astype(np.int64).tofile(root / "key_id.i64")
+    for name, dtype, count in (("pt_off.i64", np.int64, n + 1), ("st_off.i64", np.int64, n + 1),
+                               ("label.i16", np.int16, n), ("fold.i8", np.int8, n), ("raw.u1", np.uint8, n)):
+        np.zeros(count, dtype).tofile(root / name)
+    (root / "store.json").write_text(json.dumps({"format_version": 1, "n_drawings": n, "n_strokes": 0, "n_points": 0,
+                                                 "classes": ["cat"], "n_folds": 5, "has_time": False}))
+    return Store(root)
+
+
+def test_rows_of_reads_the_key_column_in_slices(tmp_path, monkeypatch):
+    """Across slice edges, for repeated queries and a key_id the store repeats (its first row), and with memory
+    that grows with the queries, not with the store (no sorted copy of every key_id: 16 bytes a drawing)."""
+    import tracemalloc
+
+    from doodle.store import format as store_format
+
+    keys = np.random.default_rng(0).permutation(300_000).astype(np.int64) * 7 + 10**15
+    keys[250_000] = keys[10]  # a repeat: row 10 is its first
+    store = key_column_store(tmp_path / "s", keys)
+    monkeypatch.setattr(store_format, "KEY_SCAN", 1 << 14)
+    pick = np.array([299_999, 0, 65_535, 65_536, 10, 123_456, 0])
+    q = np.concatenate([keys[pick], [3, keys[10]]])
+    tracemalloc.start()
+    got = store.rows_of(q)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert got.tolist() == [*pick.tolist(), -1, 10]
+    assert peak < 1_000_000, f"rows_of held {peak:,} bytes for 9 queries over 300,000 key_ids"
+    assert store.rows_of([]).tolist() == [] and store.rows_of(np.array([[keys[7]]])).tolist() == [7]

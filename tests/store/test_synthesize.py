@@ -1,7 +1,7 @@
 """The data synthesiser (doodle.store.synthesize, tools/synthesize.py) on the bundled sample.
 
-The sample has 27 classes; `source340` relabels its drawings to all 340 Kaggle classes (class k gets the
-drawings of sample class k % 27), which is the shape of the shared data (every class present, some small).
+The sample has 27 classes; `source340` relabels its drawings to all 340 Kaggle classes
+(`helpers.relabel_to_340`), which is the shape of the shared data (every class present, some small).
 """
 
 import csv
@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import ROOT
-from helpers import command_module
+from helpers import command_module, relabel_to_340
 
 from doodle import cli, resources
 from doodle.drawing.flat import Drawings
@@ -34,16 +34,7 @@ def run(argv) -> int:
 
 @pytest.fixture(scope="module")
 def source340(tmp_path_factory, sample_dir):
-    out = tmp_path_factory.mktemp("src340")
-    files = sorted((sample_dir / "train_simplified").glob("*.csv"))
-    for k, word in enumerate(resources.kaggle_classes()):
-        with open(files[k % len(files)], newline="") as f:
-            rows = list(csv.DictReader(f))
-        with open(out / f"{word}.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows({**r, "word": word} for r in rows)
-    return out
+    return relabel_to_340(sample_dir, tmp_path_factory.mktemp("src340"))
 
 
 @pytest.fixture(scope="module")

@@ -220,13 +220,19 @@ def mistakes(lr: LoadedRun) -> list[Mistake]:
 
 
 class KeyIndex:
-    """key_id -> the store's drawing (`Store.rows_of`'s sorted index, built once per store)."""
+    """key_id -> the store's drawing. The `known` key_ids (the review's mistakes) are found together, in one pass
+    over the store's key_id column (`Store.rows_of`), so memory grows with them, not with the store; any other
+    key_id costs a pass of its own."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, known: Sequence[int] = ()):
         self.store = store
+        keys = np.asarray(known, np.int64).reshape(-1)
+        self.rows: dict[int, int] = dict(zip(keys.tolist(), store.rows_of(keys).tolist(), strict=True))
 
     def drawing(self, key_id: int) -> Drawing:
-        row = int(self.store.rows_of([key_id])[0])
+        row = self.rows.get(int(key_id))
+        if row is None:
+            row = self.rows[int(key_id)] = int(self.store.rows_of([key_id])[0])
         if row < 0:
             raise KeyError(f"key_id {key_id} not in store {self.store.root}")
         return self.store.drawing(row)

@@ -78,9 +78,10 @@ def loaded(path: Path) -> LoadedRun:
     return _load(str(path), (path if is_exported(path) else RunDir(path).best).stat().st_mtime)
 
 
-@st.cache_resource(show_spinner="Indexing the store...", max_entries=4)
-def key_index(store_root: str, stamp: float) -> guesses.KeyIndex:
-    return guesses.KeyIndex(Store(store_root))
+@st.cache_resource(show_spinner="Finding the drawings in the store...", max_entries=4)
+def key_index(store_root: str, stamp: float, run: str, run_stamp: float) -> guesses.KeyIndex:
+    """The store rows of the run's mistakes, found in one pass over its key_ids (not an index of every drawing)."""
+    return guesses.KeyIndex(Store(store_root), [m.key_id for m in run_mistakes(run, run_stamp)])
 
 
 @st.cache_resource(show_spinner="Finding mistakes...", max_entries=16)
@@ -310,8 +311,9 @@ def review_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
         names = [str(r.run.root) for r in runs]
         lr = runs[names.index(st.selectbox("Run", names, key="review_run"))]
     try:
-        found = run_mistakes(str(lr.run.root), lr.run.val_logits.stat().st_mtime)
-        index = key_index(lr.cfg.data.store, Path(lr.cfg.data.store, "store.json").stat().st_mtime)
+        run, run_stamp = str(lr.run.root), lr.run.val_logits.stat().st_mtime
+        found = run_mistakes(run, run_stamp)
+        index = key_index(lr.cfg.data.store, Path(lr.cfg.data.store, "store.json").stat().st_mtime, run, run_stamp)
     except (OSError, ValueError) as e:
         st.warning(f"Cannot review {lr.run.root}: {e}")
         return

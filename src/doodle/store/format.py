@@ -42,6 +42,7 @@ ARRAYS = {  # name -> (dtype, trailing shape)
     "fold": (np.int8, ()),
     "raw": (np.uint8, ()),
 }
+KEY_SCAN = 1 << 20  # key_ids read at a time by Store.rows_of (8 MB)
 SUFFIX = {np.uint8: "u8", np.int32: "i32", np.int64: "i64", np.int16: "i16", np.int8: "i8"}
 
 
@@ -124,23 +125,30 @@ class Store:
         self.info = StoreInfo(meta["n_drawings"], meta["n_strokes"], meta["n_points"], meta["classes"],
                               meta["n_folds"], meta["has_time"])
         self._arrays: dict[str, np.ndarray] | None = None
-        self._by_key: tuple[np.ndarray, np.ndarray] | None = None  # (row order, key_ids sorted), built on use
 
     def __getstate__(self):
-        return {"root": self.root, "info": self.info, "_arrays": None, "_by_key": None}
+        return {"root": self.root, "info": self.info, "_arrays": None}
 
     def rows_of(self, key_ids) -> np.ndarray:
-        """The rows holding these key_ids, -1 where one is not in the store (a sorted index, built once)."""
-        if self._by_key is None:
-            keys = np.asarray(self.key_id)
-            order = np.argsort(keys, kind="stable")
-            self._by_key = order, keys[order]
-        order, keys = self._by_key
+        """The rows holding these key_ids, -1 where one is not in the store (the first row, were one repeated).
+
+        One pass over the key_id column, KEY_SCAN at a time, against the sorted queries: memory grows with the
+        queries, not with the store (a sorted index of every key_id would hold 16 bytes a drawing, 0.8 GB at
+        Kaggle's 50M). Ask for many key_ids in one call: each call reads the whole column."""
         q = np.asarray(key_ids, np.int64).reshape(-1)
-        if not len(keys):
-            return np.full(len(q), -1, np.int64)
-        i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-        return np.where(keys[i] == q, order[i], -1)
+        want, back = np.unique(q, return_inverse=True)
+        rows = np.full(len(want), -1, np.int64)
+        keys, left = self.key_id, len(want)
+        for a in range(0, len(keys) if left else 0, KEY_SCAN):
+            chunk = np.asarray(keys[a : a + KEY_SCAN])
+            i = np.minimum(np.searchsorted(want, chunk), len(want) - 1)
+            hit = np.flatnonzero(want[i] == chunk)
+            hit = hit[rows[i[hit]] < 0][::-1]  # reversed: of a key repeated in the chunk, its first row is set last
+            rows[i[hit]] = a + hit
+            left = int((rows < 0).sum())
+            if not left:
+                break
+        return rows[back.reshape(-1)]
 
     @property
     def classes(self) -> list[str]:
