@@ -180,7 +180,7 @@ def test_draw_live_undo_clear_then_label_and_save(server, browser_page):
 
     pg.locator("[data-testid=stSidebar]").get_by_text("Label", exact=True).click()
     expect(pg.get_by_text("Label mode")).to_be_visible(timeout=30_000)
-    name = pg.locator("[data-testid=stSidebar]").get_by_label("Your name")
+    name = pg.locator("[data-testid=stSidebar]").get_by_role("textbox", name="Your name")
     name.fill("Ann")
     name.press("Enter")
     word_box = pg.locator("[data-testid=stSelectbox]").filter(has_text="Word")
