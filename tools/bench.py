@@ -3,6 +3,7 @@
 
     python tools/bench.py prepare|raster|loader|train|submission|app|seq|export|page|all [--quick] [--data DIR]
     python tools/bench.py train --device cuda --size 64 128 --data input/sample --min-drawings 100
+    python tools/bench.py load --users 20 --saves 25 [--collected DIR]     (not in `all`: minutes of browsers)
 
 Each benchmark lives in tools/benchmarks/<name>.py and exposes `run(args) -> iterator of dicts`.
 Speed ratios are measured against ../shared/bench/naive_baseline.py in the same process.
@@ -27,7 +28,7 @@ BENCHES = ["prepare", "raster", "loader", "train", "submission", "app", "seq", "
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="doodle benchmarks (JSON lines)")
-    p.add_argument("bench", choices=BENCHES + ["all"])
+    p.add_argument("bench", choices=BENCHES + ["load", "all"])
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "quickdraw",
                    help="real Quick Draw drawings (Kaggle CSV + raw ndjson)")
     p.add_argument("--naive", type=Path, default=ROOT.parent / "shared" / "bench",
@@ -44,6 +45,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, help="train: batch size (default 128 CPU / 512 CUDA)")
     p.add_argument("--min-drawings", type=int, default=120,
                    help="train: use the classes of --data with at least this many drawings (100 for input/sample)")
+    p.add_argument("--users", type=int, default=20, help="load: browser users saving at once")
+    p.add_argument("--saves", type=int, default=25, help="load: drawings each user saves")
+    p.add_argument("--collected", type=Path, help="load: the collected folder (default: a temporary one)")
     args = p.parse_args(argv)
     if args.bench == "all":  # each in its own process: benches set thread counts and warm caches
         rest = [f"--data={args.data}", f"--naive={args.naive}", f"--repeats={args.repeats}",
