@@ -4,8 +4,10 @@
     python tools/bench.py prepare|raster|loader|train|submission|app|seq|export|page|all [--quick] [--data DIR]
     python tools/bench.py train --device cuda --size 64 128 --data input/sample --min-drawings 100
     python tools/bench.py scale --rows 1M [--test-rows 112199] [--minutes 3] [--keep] [--work DIR] [--from SRC]
+    python tools/bench.py load --users 20 --saves 25 [--collected DIR]
 
-`scale` (the whole pipeline at N rows, tools/benchmarks/scale.py) is not part of `all`: it takes long.
+`scale` (the whole pipeline at N rows, tools/benchmarks/scale.py) and `load` (browser users saving at once,
+tools/benchmarks/load.py) are not part of `all`: they take long.
 
 Each benchmark lives in tools/benchmarks/<name>.py and exposes `run(args) -> iterator of dicts`.
 Speed ratios are measured against ../shared/bench/naive_baseline.py in the same process.
@@ -30,7 +32,7 @@ BENCHES = ["prepare", "raster", "loader", "train", "submission", "app", "seq", "
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="doodle benchmarks (JSON lines)")
-    p.add_argument("bench", choices=BENCHES + ["scale", "all"])
+    p.add_argument("bench", choices=BENCHES + ["scale", "load", "all"])
     p.add_argument("--data", "--from", type=Path, default=ROOT.parent / "shared" / "data" / "quickdraw",
                    help="real Quick Draw drawings (Kaggle CSV + raw ndjson); scale: synthesize's --from")
     p.add_argument("--naive", type=Path, default=ROOT.parent / "shared" / "bench",
@@ -58,6 +60,9 @@ def main(argv=None) -> int:
                        help="more config overrides for the training run (after the bench's own)")
     scale.add_argument("--work", type=Path, help="work folder, new or empty (default: a temporary folder)")
     scale.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--users", type=int, default=20, help="load: browser users saving at once")
+    p.add_argument("--saves", type=int, default=25, help="load: drawings each user saves")
+    p.add_argument("--collected", type=Path, help="load: the collected folder (default: a temporary one)")
     args = p.parse_args(argv)
     if args.bench == "all":  # each in its own process: benches set thread counts and warm caches
         rest = [f"--data={args.data}", f"--naive={args.naive}", f"--repeats={args.repeats}",

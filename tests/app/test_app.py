@@ -120,16 +120,53 @@ def test_label_mode_saves_a_line(monkeypatch, outputs_copy, tmp_path):  # noqa: 
     at.text_input(key="label_cc").input("de").run()
     draw(at, "label_pen_0", TWO_STROKES)
     assert len(guesses(at)) == 1
+    at.button(key="label_save").click().run()  # no name yet: refused, nothing written
+    assert any("Not saved: name is empty" in e.value for e in at.error) and not collected.exists()
+    at.sidebar.text_input(key="who").input(" Ann ").run()
     at.button(key="label_save").click().run()
     assert not at.exception, at.exception
     [line] = (collected / "crab.ndjson").read_text().splitlines()
     rec = json.loads(line)
     assert rec["word"] == "crab" and rec["countrycode"] == "DE" and len(rec["key_id"]) == 19
+    assert rec["author"] == "Ann"
     assert len(rec["drawing"]) == 2 and len(rec["drawing"][0]) == 3
     assert rec["drawing"][0][2] == [0, 40, 90, 130] and rec["drawing"][1][2] == [400, 460, 520]  # the real times
-    assert any("Saved 'crab'" in s.value for s in at.success)
+    assert any("Saved 'crab' by Ann" in s.value for s in at.success)
     assert any("1 drawing(s) of 1 word(s)" in s.value for s in at.subheader)
     assert not guesses(at)  # a fresh canvas after saving
+    tables = [t.value.to_dict("list") for t in at.dataframe]
+    assert {"word": ["crab"], "drawings": [1]} in tables and {"person": ["Ann"], "drawings": [1]} in tables
+    assert any("1 unreviewed" in c.value for c in at.caption)
+
+
+def test_review_labels_accepts_others_drawings_not_ones_own(monkeypatch, outputs_copy, tmp_path):  # noqa: F811
+    collected = tmp_path / "collected"
+    at = start(monkeypatch, "--outputs", outputs_copy, "--collected", collected)
+    at.sidebar.text_input(key="who").input("ann").run()
+    at.sidebar.radio(key="mode").set_value("Label").run()
+    for word in ["crab", "bear"]:
+        at.selectbox(key="label_word").set_value(word).run()
+        draw(at, f"label_pen_{at.session_state['label_saved'] if 'label_saved' in at.session_state else 0}",
+             TWO_STROKES)
+        at.button(key="label_save").click().run()
+    keys = [json.loads((collected / f"{w}.ndjson").read_text())["key_id"] for w in ["crab", "bear"]]
+    at.sidebar.radio(key="mode").set_value("Review labels").run()
+    assert not at.exception, at.exception
+    assert any("Nothing to review" in i.value for i in at.info)  # both are ann's own
+    assert any("2 of yours left for someone else" in c.value for c in at.caption)
+    at.sidebar.text_input(key="who").input("bob").run()
+    assert [c for img in at.get("image") for c in img.captions] == [f"key_id {k}" for k in keys]  # oldest first
+    at.text_input(key=f"reason_{keys[1]}").input("not a bear").run()
+    at.button(key=f"reject_{keys[1]}").click().run()
+    at.button(key=f"accept_{keys[0]}").click().run()
+    assert not at.exception, at.exception
+    assert any(f"accepted key_id {keys[0]}" in s.value for s in at.success)
+    assert any("Nothing to review" in i.value for i in at.info)
+    got = [json.loads(line) for line in (collected / "_decisions.ndjson").read_text().splitlines()]
+    assert [(d["key_id"], d["decision"], d["reviewer"], d["reason"]) for d in got] == [
+        (keys[1], "reject", "bob", "not a bear"), (keys[0], "accept", "bob", "")]
+    at.sidebar.text_input(key="who").input("../bob").run()
+    assert any("Type your name in the sidebar" in w.value for w in at.warning)
 
 
 @pytest.mark.parametrize("word", ["../crab", "crab/../../x"])

@@ -180,6 +180,9 @@ def test_draw_live_undo_clear_then_label_and_save(server, browser_page):
 
     pg.locator("[data-testid=stSidebar]").get_by_text("Label", exact=True).click()
     expect(pg.get_by_text("Label mode")).to_be_visible(timeout=30_000)
+    name = pg.locator("[data-testid=stSidebar]").get_by_role("textbox", name="Your name")
+    name.fill("Ann")
+    name.press("Enter")
     word_box = pg.locator("[data-testid=stSelectbox]").filter(has_text="Word")
     word_box.locator("input").click()
     pg.keyboard.type("crab")
@@ -190,10 +193,10 @@ def test_draw_live_undo_clear_then_label_and_save(server, browser_page):
     save = pg.get_by_role("button", name="Save drawing")
     expect(save).to_be_enabled(timeout=60_000)
     save.click()
-    expect(pg.get_by_text("Saved 'crab'", exact=False)).to_be_visible(timeout=30_000)
+    expect(pg.get_by_text("Saved 'crab' by Ann", exact=False)).to_be_visible(timeout=30_000)
     [line] = (collected / "crab.ndjson").read_text().splitlines()
     rec = json.loads(line)
-    assert rec["word"] == "crab" and len(rec["key_id"]) == 19 and len(rec["drawing"]) == 2
+    assert rec["word"] == "crab" and len(rec["key_id"]) == 19 and len(rec["drawing"]) == 2 and rec["author"] == "Ann"
     (xs, ys, ts), (_, _, ts2) = rec["drawing"]
     assert 70 <= min(xs) and max(xs) <= 210 and 110 <= min(ys) and max(ys) <= 210 and ts[0] == 0
     for t in (ts, ts2):  # the real times of the mouse moves, never backwards

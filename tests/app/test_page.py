@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from pathlib import Path
+import threading
 
 import numpy as np
 import pytest
@@ -20,6 +20,7 @@ from doodle.drawing.strokes import simplify_raw
 from doodle.models.factory import build_model
 from doodle.predict.loaded_run import load_run
 from doodle.render.raster import RasterSpec, render_drawing
+from doodle.store import collected as coll
 from doodle.store.format import Store
 from doodle.store.prepare import PrepareOptions, prepare
 from doodle.store.readers import read_ndjson
@@ -187,18 +188,37 @@ def pen_drawing(k: int = 0):
 def test_saves_append_lines_with_unique_key_ids(tmp_path):
     root = tmp_path / "collected"
     d = pen_drawing()
-    path, first = collect.append_drawing(root, WORDS, "bear", d, "gb", recognized=True)
+    path, first = collect.append_drawing(root, WORDS, "bear", d, "gb", recognized=True, author="ann")
     before = path.read_bytes()
     keys = {first["key_id"]}
-    for _ in range(5):
-        _, rec = collect.append_drawing(root, WORDS, "bear", d)
+    for k in range(5):
+        _, rec = collect.append_drawing(root, WORDS, "bear", d, author=["ann", "bob"][k % 2])
         keys.add(rec["key_id"])
     data = path.read_bytes()
     assert data.startswith(before) and data.count(b"\n") == 6  # appended, never rewritten
     assert len(keys) == 6 and all(len(k) == 19 for k in keys)
     assert path == (root / "bear.ndjson").resolve()
     assert first["countrycode"] == "GB" and first["recognized"] is True and first["timestamp"].endswith(" UTC")
-    assert collect.counts(root, WORDS) == {"bear": 6}
+    s = coll.stats(coll.read_drawings(root)[0], {})
+    assert (s["per_word"], s["per_author"], s["per_status"]) == ({"bear": 6}, {"ann": 4, "bob": 2}, {"unreviewed": 6})
+
+
+def test_threads_saving_at_once_get_distinct_key_ids_and_whole_lines(tmp_path):
+    """The key_id is picked with the file locked: 6 sessions saving 4 drawings each at once, 24 distinct ids."""
+    d = pen_drawing()
+
+    def user(k):
+        for _ in range(4):
+            collect.append_drawing(tmp_path, WORDS, "bear", d, author=f"user{k}")
+
+    threads = [threading.Thread(target=user, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    items, problems = coll.read_drawings(tmp_path)
+    assert not problems and len({it.key_id for it in items}) == 24
+    assert coll.stats(items, {})["per_author"] == {f"user{k}": 4 for k in range(6)}
 
 
 def test_new_key_id_skips_taken_ones():
@@ -214,7 +234,7 @@ def test_new_key_id_skips_taken_ones():
 def test_words_outside_the_class_list_never_reach_the_disk(tmp_path, word):
     root = tmp_path / "collected"
     with pytest.raises(collect.CollectError):
-        collect.append_drawing(root, WORDS, word, pen_drawing())
+        collect.append_drawing(root, WORDS, word, pen_drawing(), author="ann")
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
 
 
@@ -222,7 +242,7 @@ def test_odd_class_list_entries_cannot_escape(tmp_path):
     root = tmp_path / "collected"
     for word in ["../evil", "a/b", "..", "x\x00y"]:
         with pytest.raises(collect.CollectError):
-            collect.append_drawing(root, [word], word, pen_drawing())
+            collect.append_drawing(root, [word], word, pen_drawing(), author="ann")
     assert list(tmp_path.rglob("*")) == []
 
 
@@ -232,14 +252,14 @@ def test_symlink_planted_at_a_word_file_is_refused(tmp_path):
     outside.write_text("")
     os.symlink(outside, root / "bear.ndjson")
     with pytest.raises(collect.CollectError):
-        collect.append_drawing(root, WORDS, "bear", pen_drawing())
+        collect.append_drawing(root, WORDS, "bear", pen_drawing(), author="ann")
     assert outside.read_text() == ""
 
 
 def test_bad_country_codes_are_refused(tmp_path):
     for cc in ("GBR", "1A", "G", "é!"):
         with pytest.raises(collect.CollectError):
-            collect.append_drawing(tmp_path, WORDS, "bear", pen_drawing(), cc)
+            collect.append_drawing(tmp_path, WORDS, "bear", pen_drawing(), cc, author="ann")
     assert not (tmp_path / "bear.ndjson").exists()
 
 
@@ -248,7 +268,7 @@ def test_collected_files_round_trip_through_read_ndjson_and_prepare(tmp_path):
     saved = []
     for k, word in enumerate(["bear", "The Eiffel Tower", "bear"]):
         d = pen_drawing(k)
-        _, rec = collect.append_drawing(root, WORDS, word, d, "FR", recognized=k == 0)
+        _, rec = collect.append_drawing(root, WORDS, word, d, "FR", recognized=k == 0, author="ann")
         saved.append((rec, d))
     batches = [b for p in sorted(root.glob("*.ndjson")) for b, rejects in read_ndjson(p) if not rejects]
     got = {int(k): (b, i) for b in batches for i, k in enumerate(b.key_id)}
@@ -260,6 +280,8 @@ def test_collected_files_round_trip_through_read_ndjson_and_prepare(tmp_path):
         np.testing.assert_array_equal(b.drawing(i).xy, expect.xy)
         np.testing.assert_array_equal(b.drawing(i).ends, expect.ends)
     summary = prepare([root], tmp_path / "store", PrepareOptions(classes=WORDS, all_known=set(WORDS)))
+    assert summary["kept"] == 0 and summary["collected"]["left_out"] == {"unreviewed": 3}  # nobody reviewed them
+    summary = prepare([root], tmp_path / "store", PrepareOptions(WORDS, set(WORDS), collected="all"))
     assert summary["kept"] == 3 and summary["rejected"] == 0
 
 
@@ -267,18 +289,28 @@ def test_challenge_picks_among_the_worst_classes():
     classes = [f"w{i}" for i in range(50)]
     acc = np.linspace(0, 1, 50)
     rng = np.random.default_rng(0)
-    picks = {collect.challenge_word(classes, acc, rng, n_worst=5) for _ in range(200)}
+    picks = {collect.challenge_word(classes, acc, rng, n_worst=5).word for _ in range(200)}
     assert picks <= {"w0", "w1", "w2", "w3", "w4"} and "w0" in picks
-    assert collect.challenge_word(classes, None, rng) in classes
+    assert collect.challenge_word(classes, None, rng).word in classes
+
+
+def test_challenge_weighs_errors_confusions_and_scarcity():
+    """Hand-worked: weight = (1 - acc) + min(1, confusion shares) + 1 / (1 + collected)."""
+    classes = ["cat", "dog", "sun", "cup"]
+    acc = np.array([0.9, 0.5, np.nan, 0.95])
+    pairs = [{"true": "cat", "pred": "dog", "share": 0.3}, {"true": "dog", "pred": "cat", "share": 0.2},
+             {"true": "cup", "pred": "mug?", "share": 0.9}]
+    w = collect.challenge_weights(classes, acc, pairs, {"cat": 3, "sun": 1, "cup": 0})
+    np.testing.assert_allclose(w, [0.1 + 0.5 + 0.25, 0.5 + 0.5 + 1.0, 0.5 + 0 + 0.5, 0.05 + 0.9 + 1.0])
+    assert np.argmax(w) == 1  # the confused, never drawn dog; the cup (right 95%, confused 90%) next
+    pick = collect.challenge_word(classes, acc, np.random.default_rng(0), n_worst=1, pairs=pairs,
+                                  collected={"cat": 3, "sun": 1})
+    assert pick.word == "dog"
+    assert pick.why == "the model gets it right 50% of the time; cat is mistaken for dog (30%); 0 collected so far"
+    many = collect.challenge_weights(classes, acc, pairs, {"dog": 1000})
+    assert np.argmax(many) == 3  # enough dogs collected: the cup instead
 
 
 def test_challenge_words_exist(loaded):
-    word = collect.challenge_word(loaded.classes, loaded.per_class_acc, np.random.default_rng(0))
+    word = collect.challenge_word(loaded.classes, loaded.per_class_acc, np.random.default_rng(0)).word
     assert word in loaded.classes and word in WORDS
-
-
-def test_collected_counts_ignore_foreign_files(tmp_path):
-    (tmp_path / "bear.ndjson").write_text('{"a":1}\n\n{"b":2}\n')
-    (tmp_path / "notes.ndjson").write_text("x\n")
-    assert collect.counts(tmp_path, WORDS) == {"bear": 2}
-    assert collect.counts(Path(tmp_path / "missing"), WORDS) == {}

@@ -170,10 +170,12 @@ def test_file_stamps_change_when_a_drawing_is_saved(tmp_path):
     root = tmp_path / "collected"
     assert collect.file_stamps(root) == ()
     d = from_strokes([[[1.0, 5.0], [2.0, 6.0], [0.0, 10.0]]])
-    collect.append_drawing(root, words, "bear", d)
+    collect.append_drawing(root, words, "bear", d, author="ann")
     first = collect.file_stamps(root)
-    assert [name for name, _, _ in first] == ["bear.ndjson"]
-    collect.append_drawing(root, words, "bear", d)
+    assert [name for name, _, _ in first] == ["_decisions.ndjson", "bear.ndjson"]
+    collect.append_drawing(root, words, "bear", d, author="bob")
     second = collect.file_stamps(root)
-    assert second != first and second[0][1] > first[0][1]
-    assert collect.counts(root, words) == {"bear": 2}
+    assert second != first and second[1][1] > first[1][1]
+    with open(root / "_decisions.ndjson", "a") as f:  # a review decision changes them too
+        f.write("{}\n")
+    assert collect.file_stamps(root) != second

@@ -1,27 +1,27 @@
 """Label mode's storage: drawings made on the page, appended as Google raw ndjson lines, one file per word.
 
-    <root>/<word>.ndjson     {"word", "countrycode", "timestamp", "recognized", "key_id", "drawing"} per line
+    <root>/<word>.ndjson     {"word", "countrycode", "timestamp", "recognized", "key_id", "drawing", "author"}
 
 The drawing is in canvas pixels with times in ms ([[xs], [ys], [ts]] per stroke), exactly Google's raw
-format, so `tools/prepare.py --src input/collected` (or `--src input`) reads these files like any raw file.
-Files are only ever appended to; a word must be one of the class list, so no user text reaches a path.
+format, so `tools/prepare.py --src input/collected` (or `--src input`) reads these files like any raw file
+(the folder's format, its locking and its review decisions: `doodle.store.collected`). Files are only ever
+appended to; a word must be one of the class list, so no user text reaches a path.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from doodle.drawing.strokes import Drawing
-from doodle.errors import DoodleError
+from doodle.store.collected import CollectError, append_record, check_name, mark_folder
 
 # Kaggle's words are lower-case ASCII with spaces and hyphens ("The Eiffel Tower", "t-shirt"); a word must
 # also match this before it becomes a file name, so a class list with odd entries cannot open a hole.
@@ -31,8 +31,8 @@ KEY_ID_DIGITS = 19
 _KEY_RE = re.compile(rb'"key_id"\s*:\s*"?(\d+)')
 
 
-class CollectError(DoodleError, ValueError):
-    """A save that was refused (unknown word, bad country code, a path outside the collected folder)."""
+__all__ = ["Challenge", "CollectError", "append_drawing", "challenge_weights", "challenge_word", "file_stamps",
+           "make_record", "word_path"]
 
 
 def word_path(root: str | Path, word: str, classes: Sequence[str]) -> Path:
@@ -80,7 +80,7 @@ def new_key_id(taken: set[int], now_us: int | None = None) -> int:
 
 
 def make_record(word: str, drawing: Drawing, key_id: int, countrycode: str, recognized: bool,
-                when: datetime | None = None) -> dict:
+                when: datetime | None = None, author: str = "") -> dict:
     """A Google raw ndjson record: strokes [[xs], [ys], [ts]] in canvas pixels, ms from the first point."""
     if drawing.t is None:
         raise CollectError("a collected drawing needs point times (raw format)")
@@ -93,47 +93,26 @@ def make_record(word: str, drawing: Drawing, key_id: int, countrycode: str, reco
                         drawing.xy[a:b, 1].astype(np.float64).tolist(), t[a:b].tolist()])
     when = when or datetime.now(UTC)
     return {"word": word, "countrycode": countrycode, "timestamp": when.strftime("%Y-%m-%d %H:%M:%S.%f UTC"),
-            "recognized": bool(recognized), "key_id": str(key_id), "drawing": strokes}
+            "recognized": bool(recognized), "key_id": str(key_id), "drawing": strokes, "author": author}
 
 
 def append_drawing(root: str | Path, classes: Sequence[str], word: str, drawing: Drawing,
-                   countrycode: str = "", recognized: bool = False) -> tuple[Path, dict]:
-    """Append one drawing to `<root>/<word>.ndjson` (created if needed); returns the file and the record."""
+                   countrycode: str = "", recognized: bool = False, author: str = "") -> tuple[Path, dict]:
+    """Append one drawing by `author` to `<root>/<word>.ndjson` (created if needed, the folder marked as a
+    collected folder); returns the file and the record. The key_id is picked with the file locked."""
     path = word_path(root, word, classes)
-    record = make_record(word, drawing, new_key_id(existing_key_ids(path)), check_countrycode(countrycode),
-                         recognized)
-    data = (json.dumps(record, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # O_APPEND: one write() lands whole at the end even with two sessions saving at once; O_NOFOLLOW: a
-    # symlink planted at the file's name is refused rather than followed out of the folder.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        written = os.write(fd, data)
-        if written != len(data):
-            raise CollectError(f"{path}: short write ({written} of {len(data)} bytes)")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    countrycode, author = check_countrycode(countrycode), check_name(author)
+    if drawing.t is None:
+        raise CollectError("a collected drawing needs point times (raw format)")
+    mark_folder(path.parent)
+    record = append_record(path, lambda: make_record(word, drawing, new_key_id(existing_key_ids(path)),
+                                                     countrycode, recognized, author=author))
     return path, record
 
 
-def counts(root: str | Path, classes: Sequence[str]) -> dict[str, int]:
-    """Drawings collected per word (words without a file are left out)."""
-    root = Path(root)
-    if not root.is_dir():
-        return {}
-    known = set(classes)
-    out = {}
-    for p in sorted(root.glob("*.ndjson")):
-        if p.stem in known and p.is_file():
-            with open(p, "rb") as f:
-                out[p.stem] = sum(1 for line in f if line.strip())
-    return out
-
-
 def file_stamps(root: str | Path) -> tuple[tuple[str, int, int], ...]:
-    """(name, size, mtime_ns) of each collected file, sorted: changes whenever a drawing is saved, so a
-    cache of `counts` keyed on it is re-read only then."""
+    """(name, size, mtime_ns) of each collected file, sorted: changes whenever a drawing is saved or a
+    decision made, so a cache of the folder's counts keyed on it is re-read only then."""
     root = Path(root)
     if not root.is_dir():
         return ()
@@ -147,12 +126,46 @@ def file_stamps(root: str | Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class Challenge:
+    """A word to draw, and why it was picked."""
+
+    word: str
+    why: str
+
+
+def challenge_weights(classes: Sequence[str], per_class_acc: np.ndarray | None, pairs: Sequence[dict] = (),
+                      collected: Mapping[str, int] | None = None) -> np.ndarray:
+    """How much a new drawing of each class would help: error rate (1 - validation accuracy; 0.5 when
+    unknown) + confusion (the shares of the class's drawings in the most confused pairs, as the true class
+    or as the wrong guess, capped at 1) + scarcity (1 / (1 + drawings collected of it))."""
+    n = len(classes)
+    if per_class_acc is None or len(per_class_acc) != n:
+        err = np.full(n, 0.5)
+    else:
+        err = 1.0 - np.nan_to_num(np.asarray(per_class_acc, np.float64), nan=0.5)
+    index = {w: i for i, w in enumerate(classes)}
+    conf = np.zeros(n)
+    for p in pairs:
+        for w in (p["true"], p["pred"]):
+            if w in index:
+                conf[index[w]] += float(p["share"])
+    have = np.array([(collected or {}).get(w, 0) for w in classes], np.float64)
+    return err + np.minimum(conf, 1.0) + 1.0 / (1.0 + have)
+
+
 def challenge_word(classes: Sequence[str], per_class_acc: np.ndarray | None, rng: np.random.Generator,
-                   n_worst: int = 20) -> str:
-    """A word the model gets wrong often: weighted (by error rate) draw among its `n_worst` classes."""
-    if per_class_acc is None or len(per_class_acc) != len(classes):
-        return classes[int(rng.integers(len(classes)))]
-    acc = np.nan_to_num(np.asarray(per_class_acc, np.float64), nan=0.0)
-    worst = np.argsort(acc, kind="stable")[:n_worst]
-    weights = 1.0 - acc[worst] + 1e-3  # a perfect class keeps a small chance
-    return classes[int(rng.choice(worst, p=weights / weights.sum()))]
+                   n_worst: int = 20, pairs: Sequence[dict] = (), collected: Mapping[str, int] | None = None
+                   ) -> Challenge:
+    """A weighted draw (`challenge_weights`) among the `n_worst` classes with the largest weights."""
+    w = challenge_weights(classes, per_class_acc, pairs, collected)
+    top = np.argsort(-w, kind="stable")[:n_worst]
+    pick = int(rng.choice(top, p=w[top] / w[top].sum()))
+    word = classes[pick]
+    why = []
+    if per_class_acc is not None and len(per_class_acc) == len(classes) and np.isfinite(per_class_acc[pick]):
+        why.append(f"the model gets it right {per_class_acc[pick]:.0%} of the time")
+    mixed = [p for p in pairs if word in (p["true"], p["pred"])][:1]
+    why += [f"{p['true']} is mistaken for {p['pred']} ({p['share']:.0%})" for p in mixed]
+    why.append(f"{(collected or {}).get(word, 0)} collected so far")
+    return Challenge(word, "; ".join(why))

@@ -1,10 +1,11 @@
-"""The drawing page: draw and see the top-3 guesses (while drawing) and the network's input; label drawings;
-review mistakes.
+"""The drawing page: draw and see the top-3 guesses (while drawing) and the network's input; label drawings
+under your name; review the team's labels; review the model's mistakes.
 
     streamlit run src/app.py [-- --run outputs/r18_boost] [--outputs outputs] [--collected input/collected]
 
 Runs are the finished fold folders under --outputs (config.yaml + checkpoints/best.pt); each renders with
-its own saved config. The logic lives in doodle.app.guesses (drawing -> guesses) and doodle.app.labels (label mode);
+its own saved config. The logic lives in doodle.app.guesses (drawing -> guesses), doodle.app.labels (label mode)
+and doodle.app.review (review of collected drawings; its page mode: doodle.app.review_page);
 the pen (doodle.app.pen_input) records each point's time and sends the drawing while it is drawn. The pen and
 its guesses are one fragment: an update reruns only that part of the page.
 """
@@ -21,12 +22,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from doodle import resources
+from doodle import metrics, resources
 from doodle.app import guesses, labels
 from doodle.app.pen_input import pen
+from doodle.app.review_page import review_labels_mode
 from doodle.predict.exported import is_exported, load_model
 from doodle.predict.loaded_run import LoadedRun
-from doodle.runs.folder import RunDir, find_folds
+from doodle.runs.folder import RunDir, find_folds, load_logits
+from doodle.runs.report import confusion_pairs
+from doodle.store import collected as coll
 from doodle.store.format import Store
 
 # Streamlit collects garbage after every script run (runner.postScriptGC). With torch, timm and numba loaded
@@ -91,9 +95,11 @@ def run_mistakes(path: str, stamp: float) -> list[guesses.Mistake]:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def collected_counts(root: str, words: tuple[str, ...], files: tuple) -> dict[str, int]:
-    """labels.counts, read again only when the collected files change (`files`: labels.file_stamps)."""
-    return labels.counts(root, words)
+def collected_stats(root: str, files: tuple) -> dict:
+    """Counts per person, word and review status; read again only when the collected files change
+    (`files`: labels.file_stamps)."""
+    items, _ = coll.read_drawings(root)
+    return coll.stats(items, coll.read_decisions(root)[0])
 
 
 def choose_runs(args: argparse.Namespace) -> list[Path]:
@@ -238,50 +244,87 @@ def class_accuracy(runs: list[LoadedRun]) -> np.ndarray | None:
     return np.mean(acc, axis=0) if acc else None
 
 
-def challenge(runs: list[LoadedRun], words: list[str]) -> None:
-    """Button callback: pick a word the model often gets wrong (before the word box is drawn)."""
-    word = labels.challenge_word(runs[0].classes, class_accuracy(runs), np.random.default_rng())
-    if word in words:
-        st.session_state.label_word = word
+@st.cache_data(show_spinner=False, max_entries=8)
+def run_validation(path: str, stamp: float) -> tuple[np.ndarray, list[dict]]:
+    """Per-class validation accuracy and the 30 most confused pairs, from the run's val_logits.npz."""
+    v = load_logits(RunDir(path).val_logits)
+    target, pred = np.asarray(v["target"]), v["logits"].argmax(axis=1)
+    acc = metrics.per_class_accuracy(v["logits"], target, len(v["classes"]))
+    return acc, confusion_pairs(target, pred, v["classes"], 30)
+
+
+def validation_of(runs: list[LoadedRun]) -> tuple[np.ndarray | None, list[dict]]:
+    """The first run's validation accuracy and confusions; the checkpoints' accuracy (no pairs) for an export
+    or a run without val_logits.npz."""
+    lr = runs[0]
+    try:
+        acc, pairs = run_validation(str(lr.run.root), lr.run.val_logits.stat().st_mtime)
+        if len(acc) == len(lr.classes):
+            return acc, pairs
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return class_accuracy(runs), []
+
+
+def challenge(runs: list[LoadedRun], words: list[str], args: argparse.Namespace) -> None:
+    """Button callback: pick a word that needs drawings most (errors, confusions, few collected), before the
+    word box is drawn."""
+    acc, pairs = validation_of(runs)
+    have = collected_stats(str(args.collected), labels.file_stamps(args.collected))["per_word"]
+    pick = labels.challenge_word(runs[0].classes, acc, np.random.default_rng(), pairs=pairs, collected=have)
+    if pick.word in words:
+        st.session_state.label_word = pick.word
+        st.session_state.label_why = pick
 
 
 def save(a: guesses.Analysis, word: str, words: list[str], args: argparse.Namespace) -> None:
     recognized = bool(a.top(1)) and a.top(1)[0][0] == word
     try:
-        path, rec = labels.append_drawing(args.collected, words, word, a.raw,
-                                           st.session_state.get("label_cc", ""), recognized)
+        path, rec = labels.append_drawing(args.collected, words, word, a.raw, st.session_state.get("label_cc", ""),
+                                          recognized, author=st.session_state.get("who", ""))
     except (labels.CollectError, OSError) as e:
         st.error(f"Not saved: {e}")
         return
     n = st.session_state.get("label_saved", 0)
     st.session_state.pop(f"label_pen_{n}_answer", None)
     st.session_state.label_saved = n + 1  # a new pen key: a fresh, empty pen
-    st.session_state.label_msg = (f"Saved '{word}' to {path} (key_id {rec['key_id']}, "
-                                  f"{'recognized' if recognized else 'not recognized'}).")
+    guessed = ", ".join(f"{w} {p:.0%}" for w, p in a.top(3))
+    st.session_state.label_msg = (f"Saved '{word}' by {rec['author']} to {path} (key_id {rec['key_id']}, "
+                                  f"{'recognized' if recognized else 'not recognized'}). The model guessed: {guessed}.")
     st.rerun()
 
 
 def label_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
     words = resources.kaggle_classes()
     st.title("Label mode")
-    st.caption(f"Pick a word, draw it, save: one Google raw ndjson line in `{args.collected}/<word>.ndjson`, "
-               "read by `tools/prepare.py` like any raw file.")
+    st.caption(f"Type your name in the sidebar, pick a word, draw it, save: one Google raw ndjson line in "
+               f"`{args.collected}/<word>.ndjson`, read by `tools/prepare.py` once someone else has accepted it "
+               "(Review labels).")
     if "label_word" not in st.session_state:  # start with a challenge
         st.session_state.label_word = words[0]
-        challenge(runs, words)
+        challenge(runs, words, args)
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
     word = c1.selectbox("Word (type to search)", words, key="label_word")
-    c2.button("Challenge me", on_click=challenge, args=(runs, words),
-              help="a word the current model often gets wrong (its validation accuracy per class)")
+    c2.button("Challenge me", on_click=challenge, args=(runs, words, args),
+              help="a word that needs drawings: the model gets it wrong or confuses it, or few are collected")
     c3.text_input("Country", max_chars=2, key="label_cc", placeholder="GB")
     if msg := st.session_state.pop("label_msg", None):
         st.success(msg)
     label_live(runs, word, words, args)
-    counts = collected_counts(str(args.collected), tuple(words), labels.file_stamps(args.collected))
-    st.subheader(f"Collected so far: {sum(counts.values())} drawing(s) of {len(counts)} word(s)")
-    if counts:
-        st.dataframe(pd.DataFrame({"word": list(counts), "drawings": list(counts.values())}),
-                     hide_index=True, height=min(400, 40 + 35 * len(counts)))
+    show_counts(args)
+
+
+def show_counts(args: argparse.Namespace) -> None:
+    """Drawings collected so far, per word and per person (with their review status)."""
+    s = collected_stats(str(args.collected), labels.file_stamps(args.collected))
+    st.subheader(f"Collected so far: {s['drawings']} drawing(s) of {len(s['per_word'])} word(s)")
+    if not s["drawings"]:
+        return
+    st.caption(", ".join(f"{n} {status}" for status, n in s["per_status"].items()))
+    left, right = st.columns(2)
+    for col, key, name in [(left, "per_word", "word"), (right, "per_author", "person")]:
+        col.dataframe(pd.DataFrame({name: list(s[key]), "drawings": list(s[key].values())}),
+                      hide_index=True, height=min(400, 40 + 35 * len(s[key])))
 
 
 @st.fragment
@@ -289,10 +332,9 @@ def label_live(runs: list[LoadedRun], word: str, words: list[str], args: argpars
     left, right = st.columns([1, 1])
     with left:
         st.markdown(f"#### Draw: **{word}**")
-        acc = class_accuracy(runs)
-        if acc is not None and word in runs[0].classes:
-            st.caption(f"The model gets {word} right {acc[runs[0].classes.index(word)]:.0%} of the time "
-                       "on its validation drawings.")
+        why = st.session_state.get("label_why")
+        if why is not None and why.word == word:
+            st.caption(f"Why {word}: {why.why} (validation drawings of the model).")
         slot = st.container()
     key = f"label_pen_{st.session_state.get('label_saved', 0)}"
     a = drawn(key, runs)
@@ -335,7 +377,7 @@ def review_mode(runs: list[LoadedRun], args: argparse.Namespace) -> None:
                             + "  \n".join(f"{i}. {w} {p:.0%}" for i, (w, p) in enumerate(m.guesses, 1)))
 
 
-MODES = {"Draw": draw_mode, "Label": label_mode, "Review": review_mode}
+MODES = {"Draw": draw_mode, "Label": label_mode, "Review labels": review_labels_mode, "Review": review_mode}
 
 
 def main() -> None:
@@ -345,7 +387,10 @@ def main() -> None:
     if args.unknown:
         st.sidebar.warning(f"ignored arguments: {' '.join(args.unknown)}")
     st.sidebar.title("doodle")
-    mode = st.sidebar.radio("Mode", list(MODES), key="mode", horizontal=True)
+    mode = st.sidebar.radio("Mode", list(MODES), key="mode", horizontal=True,
+                            help="Review: the model's validation mistakes; Review labels: the team's drawings")
+    st.sidebar.text_input("Your name", key="who", max_chars=coll.MAX_NAME, placeholder="saved with your drawings",
+                          help="who drew or reviewed (no password: it says who, it proves nothing)")
     paths = choose_runs(args)
     if not paths:
         st.info(NO_RUN.format(root=args.outputs))

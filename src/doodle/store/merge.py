@@ -143,13 +143,17 @@ def _summary(results, out, opts, per_class, duplicates, n, n_st, n_pts, has_time
     rows = sum(r.rows for r in results)
     rejected = sum(r.rejected for r in results)
     filtered = sum(r.filtered for r in results)
-    assert rows == n + rejected + duplicates + filtered, "row accounting does not add up"
+    left_out = Counter()
+    for r in results:
+        left_out.update(r.left_out)
+    assert rows == n + rejected + duplicates + filtered + left_out.total(), "row accounting does not add up"
     manifest = {"format_version": FORMAT_VERSION, "n_drawings": int(n), "n_strokes": int(n_st),
                 "n_points": int(n_pts), "classes": opts.classes, "n_folds": opts.n_folds,
                 "fold_hash": "splitmix64(key_id) % n_folds", "has_time": bool(has_time)}
     (out / "store.json").write_text(json.dumps(manifest, indent=1))
     return {
         "rows": rows, "kept": int(n), "rejected": rejected, "duplicates": duplicates, "filtered": filtered,
+        "left_out": left_out.total(), "left_out_per_reason": dict(sorted(left_out.items())),
         "per_class": {w: int(c) for w, c in zip(opts.classes, per_class, strict=True) if c},
         "per_reason": dict(sorted(per_reason.items())),
         "files": [{"file": r.path, "rows": r.rows, "kept_before_dedup": r.kept, "rejected": r.rejected,

@@ -20,6 +20,9 @@ class PrepareOptions:
     n_folds: int = 5
     limits: Limits = DEFAULT_LIMITS
     chunk_bytes: int = CHUNK_BYTES
+    collected: str = "accepted"  # which drawings of a collected folder to keep: accepted, all or none
+    # per collected folder (resolved path) that is filtered: key_id -> its latest decision ("accept"/"reject")
+    decisions: dict[str, dict[int, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -31,3 +34,4 @@ class FileResult:
     rejected: int = 0
     per_reason: Counter = field(default_factory=Counter)
     has_time: bool = False
+    left_out: Counter = field(default_factory=Counter)  # collected drawings not kept: unreviewed / rejected

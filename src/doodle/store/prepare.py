@@ -8,8 +8,15 @@ line order) of every key_id; a lone shard without repeats is moved into place in
 bounded by the chunk and slice sizes, plus about 24 bytes per drawing while repeated key_ids are found.
 
 Every input row ends as exactly one of: kept; rejected (in rejects.csv with file, 1-based line, key_id and
-reason); a duplicate (in rejects.csv as `duplicate_key_id`); or filtered (a real class that `classes` did
-not select; not listed). summary.json's counts add up: rows = kept + rejected + duplicates + filtered.
+reason); a duplicate (in rejects.csv as `duplicate_key_id`); filtered (a real class that `classes` did
+not select; not listed); or left out (a collected drawing not accepted by review, see below; counted per
+reason in summary.json's `collected`). summary.json's counts add up:
+rows = kept + rejected + duplicates + filtered + left_out.
+
+Collected drawings (`doodle.store.collected`): an .ndjson file whose folder holds `_decisions.ndjson` is a
+collected file, whether that folder is given or found under one given. `opts.collected` decides what is kept
+of it: `accepted` (the default) only drawings whose latest decision is accept, `all` every drawing, `none`
+no collected file (skipped, listed in `skipped_files`). `_decisions.ndjson` itself is never read as drawings.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import logging
 import multiprocessing as mp
 import shutil
+from dataclasses import replace
 from itertools import repeat
 from pathlib import Path
 
@@ -29,6 +37,7 @@ from tqdm import tqdm
 
 from doodle.drawing.batch import Batch, FileFormatError, Reject, concat_batches
 from doodle.errors import UserError
+from doodle.store import collected as coll
 from doodle.store.format import ARRAYS, ArrayAppender, array_path
 from doodle.store.kaggle_csv import parse_csv_header
 from doodle.store.merge import SHARD_ARRAYS, merge_shards
@@ -43,12 +52,13 @@ BUFFER_POINTS = 500_000
 GROUPS_PER_WORKER = 4
 
 
-def find_inputs(src: list[Path], out: Path) -> tuple[list[Path], list[dict]]:
+def find_inputs(src: list[Path], out: Path, collected: str = "all") -> tuple[list[Path], list[dict]]:
     """Drawing files under the given files/folders (each folder sorted), and the files deliberately skipped.
 
     Every CSV header is read here, so a file that cannot be used at all stops the run before any work with a
-    `FileFormatError` naming it. Skipped with a reason: label files and submissions met in a folder, and
-    Kaggle's unlabelled test CSV (for src/predict.py). Files of an existing store are ignored.
+    `FileFormatError` naming it. Skipped with a reason: label files and submissions met in a folder, Kaggle's
+    unlabelled test CSV (for src/predict.py), a collected folder's review decisions, and its drawings with
+    `collected="none"`. Files of an existing store are ignored.
     """
     files, skipped = [], []
     for root in map(Path, src):
@@ -60,7 +70,7 @@ def find_inputs(src: list[Path], out: Path) -> tuple[list[Path], list[dict]]:
         else:
             raise FileNotFoundError(f"{root}: no such file or folder")
         for p in found:
-            why = _skip_reason(p)
+            why = _skip_reason(p, collected)
             if why:
                 skipped.append({"file": str(p), "reason": why})
             else:
@@ -68,8 +78,12 @@ def find_inputs(src: list[Path], out: Path) -> tuple[list[Path], list[dict]]:
     return files, skipped
 
 
-def _skip_reason(path: Path) -> str:
+def _skip_reason(path: Path, collected: str = "all") -> str:
     """Why a drawing file is not read ('' = read it); raises FileFormatError for an unusable CSV."""
+    if path.name == coll.DECISIONS:
+        return "review decisions of a collected folder (not drawings)"
+    if collected == "none" and path.suffix == ".ndjson" and coll.is_collected_folder(path.parent):
+        return "collected drawings, left out (--collected none)"
     if path.suffix != ".csv":
         return ""
     with open(path, "rb") as f:
@@ -169,6 +183,7 @@ def _meta_table(b: Batch, source: list[str]) -> pa.Table:
 def _read_one(path: Path, w: _ShardWriter, opts: PrepareOptions, index: dict) -> FileResult:
     """Stream one file into the shard: rejects listed (in line order), unselected classes counted, the rest kept."""
     res = FileResult(str(path))
+    decisions = opts.decisions.get(str(path.parent.resolve()))  # None: keep every row (not a filtered folder)
     for batch, rejects in read_file(path, opts.limits, opts.chunk_bytes):
         res.rows += len(batch) + len(rejects)
         labels, why = _label(batch.word, opts, index)
@@ -178,8 +193,14 @@ def _read_one(path: Path, w: _ShardWriter, opts: PrepareOptions, index: dict) ->
             w.rejects.writerow([res.path, r.line, r.key_id, r.reason, r.detail])
             res.per_reason[r.reason] += 1
         res.filtered += sum(reason == "filtered" for reason in why.values())
-        if why:
-            keep = labels >= 0
+        keep = labels >= 0
+        if decisions is not None:
+            for i in np.flatnonzero(keep).tolist():
+                verdict = decisions.get(int(batch.key_id[i]))
+                if verdict != "accept":
+                    res.left_out[coll.STATUS[verdict]] += 1
+                    keep[i] = False
+        if not keep.all():
             batch, labels = batch.select(keep), labels[keep]
         res.kept += len(batch)
         res.has_time |= bool(batch.raw.any())
@@ -216,7 +237,9 @@ def prepare(src: list[Path], out: Path, opts: PrepareOptions, workers: int = 1) 
     An existing store at `out` is replaced; any other non-empty folder there is refused, not deleted.
     """
     out = Path(out)
-    files, skipped = find_inputs(src, out)
+    if opts.collected not in COLLECTED_MODES:
+        raise UserError(f"collected: {opts.collected!r} is not one of {', '.join(COLLECTED_MODES)}")
+    files, skipped = find_inputs(src, out, opts.collected)
     for f in skipped[:SHOW_SKIPPED]:  # named now, before a long run: a file the user meant to use is left out
         log.warning("skipped %s: %s", f["file"], f["reason"])
     if len(skipped) > SHOW_SKIPPED:
@@ -224,6 +247,8 @@ def prepare(src: list[Path], out: Path, opts: PrepareOptions, workers: int = 1) 
                     out / "summary.json")
     if not files:
         raise FileNotFoundError(f"no .csv or .ndjson drawing files under {', '.join(map(str, src))}")
+    opts = replace(opts, decisions={})  # filled here for this run's collected folders; the caller's untouched
+    collected_summary = _load_decisions(files + [Path(s["file"]) for s in skipped], opts)
     _check_replaceable(out, files)
     tmp = out / ".shards"
     if out.exists():
@@ -244,9 +269,32 @@ def prepare(src: list[Path], out: Path, opts: PrepareOptions, workers: int = 1) 
     bar.close()
     summary = merge_shards([j[1] for j in jobs], results, out, opts)
     summary["skipped_files"] = skipped
+    summary["collected"] = collected_summary | {"left_out": summary.pop("left_out_per_reason")}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     shutil.rmtree(tmp)
     return summary
+
+
+COLLECTED_MODES = ("accepted", "all", "none")
+
+
+def _load_decisions(files: list[Path], opts: PrepareOptions) -> dict:
+    """Fill `opts.decisions` for the collected folders of `files` (with `accepted`); their summary.
+
+    An unreadable decision line (a save cut short) is logged and listed, never fatal: its drawing stays
+    unreviewed, so it is left out, not let in.
+    """
+    folders = sorted({str(p.parent.resolve()) for p in files if p.suffix == ".ndjson"
+                      and coll.is_collected_folder(p.parent)})
+    problems = []
+    for folder in folders:
+        latest, bad = coll.read_decisions(folder)
+        problems += [f"{folder}/{b}" for b in bad]
+        if opts.collected == "accepted":
+            opts.decisions[folder] = {k: d.decision for k, d in latest.items()}
+    for p in problems:
+        log.warning("%s", p)
+    return {"mode": opts.collected, "folders": folders, "decision_problems": problems}
 
 
 STORE_FILES = {array_path(Path(), name).name for name in ARRAYS} | {

@@ -1,6 +1,7 @@
 """Stream Kaggle CSV / Google ndjson files into a compact memory-mapped store with fixed folds.
 
     python tools/prepare.py --src input/ --out input/store [--folds 5] [--workers N] [--classes FILE]
+                            [--collected accepted|all|none]
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from doodle import cli, resources
 from doodle.drawing.strokes import Limits
 from doodle.resources import load_class_list
-from doodle.store.prepare import PrepareOptions, prepare
+from doodle.store.prepare import COLLECTED_MODES, PrepareOptions, prepare
 
 
 def parse_args(argv):
@@ -26,6 +27,9 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=1, help="parallel processes (one file each)")
     p.add_argument("--classes", default="all",
                    help="'all' (Kaggle's 340), a file of one word per line, or 'cat,dog'")
+    p.add_argument("--collected", choices=COLLECTED_MODES, default="accepted",
+                   help="drawings of a collected folder (one holding _decisions.ndjson, as the drawing page "
+                        "makes): only those accepted by review (default), all, or none")
     p.add_argument("--max-points", type=int, default=Limits.max_points)
     p.add_argument("--max-strokes", type=int, default=Limits.max_strokes)
     return cli.add_debug_flag(p).parse_args(argv)
@@ -42,13 +46,15 @@ def main(argv=None) -> int:
     except ValueError as e:
         raise cli.UserError(f"--classes: {e}") from None
     opts = PrepareOptions(classes=classes, all_known=set(resources.google_classes()), n_folds=args.folds,
-                          limits=Limits(max_strokes=args.max_strokes, max_points=args.max_points))
+                          limits=Limits(max_strokes=args.max_strokes, max_points=args.max_points),
+                          collected=args.collected)
     s = prepare(args.src, args.out, opts, workers=args.workers)
     logging.getLogger("prepare").info(
         "store %s: kept %d, rejected %d, duplicates %d, filtered %d (rows %d); rejects in %s",
         args.out, s["kept"], s["rejected"], s["duplicates"], s["filtered"], s["rows"], args.out / "rejects.csv")
-    print(json.dumps({**{k: s[k] for k in ("rows", "kept", "rejected", "duplicates", "filtered", "per_reason")},
-                      "skipped_files": len(s["skipped_files"])}))
+    print(json.dumps({k: s[k] for k in ("rows", "kept", "rejected", "duplicates", "filtered", "left_out",
+                                        "per_reason")}
+                     | {"collected_left_out": s["collected"]["left_out"], "skipped_files": len(s["skipped_files"])}))
     return 0
 
 
