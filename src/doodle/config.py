@@ -136,6 +136,7 @@ class TrainCfg:
     ema: bool = False
     ema_decay: Annotated[float, Range(0, 1, open_lo=True, open_hi=True)] = 0.999
     ema_warmup: bool = True  # timm's EMA warm-up: the decay grows with the step count up to ema_decay
+    swa_last: NonNegInt = 0  # average the raw weights of the last K planned epochs' ends (doodle.train.swa); 0 = off
     label_smoothing: Fraction = 0.0
     grad_clip: NonNeg = 0.0
     boost: bool = False  # accuracy-driven resampling: N* = N (1 - acc) + boost_floor N

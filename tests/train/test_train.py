@@ -194,6 +194,35 @@ def test_killed_run_with_ema_and_a_budget_resumes_to_identical_weights(kaggle_st
 
 
 @pytest.mark.slow
+def test_killed_run_with_weight_averaging_resumes_to_identical_weights(kaggle_store, tmp_path):
+    """train.swa_last: the running average and its count are in last.pt, so a run killed inside the averaging
+    window (epochs 1-3 of 4) and resumed ends with the same averaged weights, tensor for tensor, as a run never
+    killed: in last.pt, in swa.pt and in best.pt."""
+    import torch
+
+    extra = ["--set", "train.epochs=4", "train.swa_last=3"]
+    ref = _run(tiny_args(kaggle_store, tmp_path / "ref", *extra))
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "killed"
+    run = out / "demo/fold0"
+    assert _kill_and_resume(tiny_args(kaggle_store, out, *extra), run) >= 2
+    ref_run = tmp_path / "ref/demo/fold0"
+    a, b = load_checkpoint(ref_run / "checkpoints/last.pt"), load_checkpoint(run / "checkpoints/last.pt")
+    assert int(a["swa"]["n_averaged"]) == int(b["swa"]["n_averaged"]) == 3
+    assert a["swa"].keys() == b["swa"].keys()
+    for k in a["swa"]:
+        assert torch.equal(a["swa"][k], b["swa"][k]), k
+    for name in ("swa.pt", "best.pt"):
+        x, y = load_checkpoint(ref_run / "checkpoints" / name), load_checkpoint(run / "checkpoints" / name)
+        for k in x["model"]:
+            assert torch.equal(x["model"][k], y["model"][k]), (name, k)
+    assert not all(torch.equal(a["model"][k], a["swa"][f"module.{k}"]) for k in a["model"]), "average == raw"
+    rows = read_metrics(run / "metrics.csv")
+    assert rows == read_metrics(ref_run / "metrics.csv")
+    assert [r["val_swa/map3"] == "nan" for r in rows] == [True, False, False, False]
+
+
+@pytest.mark.slow
 def test_two_process_gloo_run(kaggle_store, tmp_path):
     """Two ranks under torchrun with a time budget that shapes the schedule: the ranks agree on the clock
     every step (log_every=1), so their weights stay identical (train.py raises otherwise), the epoch's

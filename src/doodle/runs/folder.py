@@ -4,7 +4,7 @@
         config.yaml           resolved config + run facts (fold, seed, commit, argv)
         train.log  metrics.csv  summary.json  quotas.csv
         tb/                   TensorBoard
-        checkpoints/last.pt   checkpoints/best.pt
+        checkpoints/last.pt   checkpoints/best.pt   checkpoints/swa.pt (train.swa_last: the averaged weights)
         val_logits.npz        logits (float16), key_id, target, classes: out-of-fold predictions
         test_logits.npz       logits (float16), key_id, classes
 """
@@ -72,6 +72,10 @@ class RunDir:
     @property
     def best(self) -> Path:
         return self.ckpt_dir / "best.pt"
+
+    @property
+    def swa(self) -> Path:
+        return self.ckpt_dir / "swa.pt"
 
     @property
     def val_logits(self) -> Path:

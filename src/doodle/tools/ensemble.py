@@ -1,14 +1,17 @@
 """Blend runs by key_id, report out-of-fold MAP@3 of each member and of the blend, write a Kaggle CSV.
 
     python tools/ensemble.py outputs/runA outputs/runB/fold0 [--weights 1,2]
-        [--method prob_mean|logit_mean|stack] [--balance] [--out submissions/NAME.csv]
-        [--test input/test_simplified.csv]
+        [--method prob_mean|logit_mean|stack|rerank] [--balance] [--out submissions/NAME.csv]
+        [--test input/test_simplified.csv] [--store input/store]
 
 Each argument is a run folder (all its fold<k> subfolders), one fold folder, or an exported .onnx / .doodle
 file (its validation fold is predicted from the run's store, --store, and its test logits are the ones
 `predict.py --run FILE` wrote next to it). The folds of a run form
 one member: their out-of-fold val logits are concatenated, their test logits averaged. Scores use the
 folds every member has; the CSV gets a JSON twin (same name, .json) with members, weights and scores.
+`--method rerank` (doodle.predict.rerank) re-scores each drawing's candidate classes with LightGBM, using the
+store (`--store`, else the first member's data.store) for the class prior and the validation drawings'
+metadata, and the test file for the test drawings'; what it cannot reach it leaves out and says so.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from doodle import cli
+from doodle.config import load_resolved
 from doodle.metrics import summarize
 from doodle.predict import ensemble as ens
+from doodle.predict import rerank
 from doodle.predict.exported import member_folder
+from doodle.predict.rerank_inputs import Inputs, common_features, inputs_from_store, inputs_from_test_file
 from doodle.predict.submission import read_test_key_ids, to_submission, validate_submission, write_submission
 from doodle.runs.folder import RunDir, fold_dirs, join_val_logits, load_logits
 
 log = logging.getLogger("ensemble")
-METHODS = [*ens.BLENDERS, "stack"]
+METHODS = [*ens.BLENDERS, "stack", "rerank"]
 DEFAULT_TEST = Path("input/test_simplified.csv")
 
 
@@ -44,14 +50,19 @@ class Run:
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="outputs/<run>, outputs/<run>/fold<k> or an exported file")
-    p.add_argument("--store", type=Path, help="the store of exported members (default: their config's data.store)")
+    p.add_argument("--store", type=Path, help="the store of exported members and of rerank's prior and metadata "
+                   "(default: the members' config's data.store)")
     p.add_argument("--weights", help="comma-separated, one per run (default: equal)")
     p.add_argument("--method", choices=METHODS, default="prob_mean")
     p.add_argument("--balance", action="store_true", help="reweight classes so test predictions are uniform")
     p.add_argument("--out", type=Path, help="submission CSV (default: submissions/ensemble_<method>.csv)")
     p.add_argument("--test", type=Path, help=f"Kaggle test CSV for the key_ids (default: {DEFAULT_TEST})")
     p.add_argument("--stack-rows", type=int, default=20_000,
-                   help="fit the stacker on at most this many out-of-fold drawings (0 = all; ~1 s per 1,000)")
+                   help="fit the stacker / reranker on at most this many out-of-fold drawings (0 = all; the "
+                   "stacker takes ~1 s per 1,000)")
+    p.add_argument("--rerank-k", type=int, default=5, help="rerank: each member's top-K classes are candidates")
+    p.add_argument("--rerank-objective", choices=rerank.OBJECTIVES, default="lambdarank")
+    p.add_argument("--threads", type=int, default=1, help="rerank: LightGBM threads")
     return cli.add_debug_flag(p).parse_args(argv)
 
 
@@ -107,22 +118,57 @@ def parse_weights(text: str | None, n: int) -> list[float] | None:
     return w
 
 
-def val_scores(aligned: ens.Aligned, args, weights) -> tuple[dict, np.ndarray, np.ndarray, object]:
-    """Scores of the blend on the out-of-fold rows -> (scores, probs, target, stacker or None)."""
+def val_scores(aligned: ens.Aligned, args, weights, extra: Inputs | None = None
+               ) -> tuple[dict, np.ndarray, np.ndarray, object]:
+    """Scores of the blend on the out-of-fold rows -> (scores, probs, target, stacker / reranker or None).
+    `extra`: the reranker's prior and metadata of the validation drawings."""
     target = aligned.target
-    if args.method != "stack":
+    if args.method not in ("stack", "rerank"):
         probs = ens.blend(aligned, weights, args.method)
         return {"blend": summarize(probs, target)}, probs, target, None
     probs_list = [ens.softmax(x) for x in aligned.logits]
     rows = np.arange(len(target))
     if 0 < args.stack_rows < len(rows):
         rows = np.sort(np.random.default_rng(0).choice(rows, args.stack_rows, replace=False))
-        log.info("stacking on %d of %d out-of-fold rows (--stack-rows)", len(rows), len(target))
-    probs, model = ens.stack_oof([p[rows] for p in probs_list], target[rows])
-    mean = sum(p[rows] for p in probs_list) / len(probs_list)
-    scores = {"blend": summarize(probs, target[rows]), "prob_mean": summarize(mean, target[rows]),
-              "rows": int(len(rows))}
-    return scores, probs, target[rows], model
+        log.info("fitting on %d of %d out-of-fold rows (--stack-rows)", len(rows), len(target))
+    probs_list, target = [p[rows] for p in probs_list], target[rows]
+    stacked, model = ens.stack_oof(probs_list, target)
+    scores = {"prob_mean": summarize(sum(probs_list) / len(probs_list), target), "rows": int(len(rows))}
+    if args.method == "stack":
+        return {"blend": summarize(stacked, target), **scores}, stacked, target, model
+    extra = (extra or Inputs()).rows(rows)
+    probs, model, info = rerank.rerank_oof(probs_list, target, extra.prior, extra.meta, k=args.rerank_k,
+                                           objective=args.rerank_objective, threads=args.threads)
+    log.info("rerank: %d candidate rows, true class among them for %.4f of the drawings; features %s",
+             info["candidate_rows"], info["candidate_recall"], ", ".join(info["features"]))
+    scores.update(stack=summarize(stacked, target), rerank=info)
+    return {"blend": summarize(probs, target), **scores}, probs, target, model
+
+
+def rerank_inputs(runs: list[Run], aligned: ens.Aligned, args, test_csv: Path | None) -> tuple[Inputs, Inputs | None,
+                                                                                                list[str]]:
+    """The reranker's prior and metadata for the validation drawings and (when the members have test logits)
+    the test drawings, restricted to what both sides have; the notes say what was left out and why."""
+    store = args.store or member_store(runs)
+    val = inputs_from_store(store, aligned.key_id, aligned.classes)
+    test = None
+    if all(r.test is not None for r in runs):
+        keys = ens.align_members([r.test for r in runs]).key_id
+        test = inputs_from_test_file(store, test_csv, keys, aligned.classes)
+    val, test, notes = common_features(val, test)
+    for note in notes:
+        log.warning("rerank: %s", note)
+    return val, test, notes
+
+
+def member_store(runs: list[Run]) -> Path | None:
+    """The first member's data.store (from a fold's config.yaml), as written there (relative: to the cwd)."""
+    for r in runs:
+        for f in r.folds.values():
+            config = Path(f["name"]) / "config.yaml"
+            if config.is_file():
+                return Path(load_resolved(config)[0].data.store)
+    return None
 
 
 def balance_report(probs: np.ndarray, target: np.ndarray) -> dict:
@@ -134,7 +180,8 @@ def balance_report(probs: np.ndarray, target: np.ndarray) -> dict:
             "after": summarize(ens.balance(p), t)}
 
 
-def test_probs(runs: list[Run], args, weights, model) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+def test_probs(runs: list[Run], args, weights, model, extra: Inputs | None = None
+               ) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
     """Blended test probabilities, key_ids and classes; None when no run has test logits."""
     if all(r.test is None for r in runs):
         return None
@@ -143,6 +190,9 @@ def test_probs(runs: list[Run], args, weights, model) -> tuple[np.ndarray, np.nd
     aligned = ens.align_members([r.test for r in runs])
     if model is None:
         probs = ens.blend(aligned, weights, args.method)
+    elif isinstance(model, rerank.Reranker):
+        extra = extra or Inputs()
+        probs = model.predict([ens.softmax(x) for x in aligned.logits], extra.prior, extra.meta)
     else:
         probs = ens.stack_predict(model, [ens.softmax(x) for x in aligned.logits])
     if args.balance:
@@ -168,16 +218,20 @@ def main(argv=None) -> int:
     out = args.out or Path(f"submissions/ensemble_{args.method}.csv")
     test_csv = args.test if args.test else (DEFAULT_TEST if DEFAULT_TEST.is_file() else None)
     weights = parse_weights(args.weights, len(args.runs))
-    if weights is not None and args.method == "stack":
-        log.warning("--weights are ignored by --method stack (the stacker learns its own)")
+    if weights is not None and args.method in ("stack", "rerank"):
+        log.warning("--weights are ignored by --method %s (it learns its own)", args.method)
         weights = None
-    runs = [load_run_logits(member_folder(p, args.store), "prob_mean" if args.method == "stack" else args.method)
-            for p in args.runs]
+    fold_method = "prob_mean" if args.method in ("stack", "rerank") else args.method
+    runs = [load_run_logits(member_folder(p, args.store), fold_method) for p in args.runs]
     folds = common_folds(runs)
     aligned = ens.align_members([val_member(r, folds) for r in runs])
     members = [{"name": r.name, "folds": folds, "has_test": r.test is not None,
                 **summarize(ens.softmax(x), aligned.target)} for r, x in zip(runs, aligned.logits, strict=True)]
-    scores, probs, target, model = val_scores(aligned, args, weights)
+    val_extra, test_extra, notes = (rerank_inputs(runs, aligned, args, test_csv) if args.method == "rerank"
+                                    else (None, None, []))
+    scores, probs, target, model = val_scores(aligned, args, weights, val_extra)
+    if notes:
+        scores["rerank"]["notes"] = notes
     report = {"method": args.method, "weights": weights, "members": members, "val_rows": len(aligned.key_id),
               "scores": scores, "prob_correlation": ens.prob_correlation(aligned), "submission": None}
     for m in members:
@@ -188,7 +242,7 @@ def main(argv=None) -> int:
         report["balance"] = balance_report(probs, target)
         log.info("balanced val subset: map3 %.4f -> %.4f", report["balance"]["before"]["val/map3"],
                  report["balance"]["after"]["val/map3"])
-    test = test_probs(runs, args, weights, model)
+    test = test_probs(runs, args, weights, model, test_extra)
     if test is None:
         log.warning("no member has test logits: no CSV written; report in %s", out.with_suffix(".json"))
         out.parent.mkdir(parents=True, exist_ok=True)

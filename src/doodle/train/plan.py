@@ -119,7 +119,9 @@ def plan_run(cfg: Config, n_classes: int, n_val: int, device_type: str, rates: R
     epoch_val, final_val = val_seconds(cfg, math.ceil(n_val / world), rates.eval)
     by_val = int(VAL_SHARE * seconds / max(epoch_val, 1e-9))
     plan.epochs = min(t.epochs, max(MIN_EPOCHS, by_val))
-    train_s = seconds * (1 - RESERVE) - rates.probe_s - final_val - plan.epochs * epoch_val
+    # train.swa_last: the average is validated once more in each window epoch but the first (= the raw weights)
+    swa_val = max(0, min(t.swa_last, plan.epochs) - 1) * math.ceil(n_val / world) / rates.eval
+    train_s = seconds * (1 - RESERVE) - rates.probe_s - final_val - plan.epochs * epoch_val - swa_val
     images = max(0.0, rates.train * world * train_s)
     plan.per_class = max(1, min(cfg.data.per_class, int(images / (plan.epochs * n_classes))))
     plan.batch_size = fit_batch(t.batch_size, images / world)

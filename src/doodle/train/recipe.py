@@ -61,6 +61,7 @@ from doodle.train.records import (
     truncate_csv,
 )
 from doodle.train.rng import rng_state, seed_everything, set_rng_state
+from doodle.train.swa import WeightAverage, build_average, save_average
 
 log = logging.getLogger("train")
 
@@ -130,17 +131,20 @@ def make_plan(cfg: Config, args, store: Store, split, device, d) -> RunPlan:
 
 
 def checkpoint_state(model, state: TrainState, epoch: int, quotas, best, history, classes, cfg, spent,
-                     plan: RunPlan) -> dict:
+                     plan: RunPlan, swa: WeightAverage | None = None) -> dict:
     return {"model": model.state_dict(), "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
             "scaler": state.scaler.state_dict() if state.scaler else None,
             "ema": state.ema.module.state_dict() if state.ema else None, "epoch": epoch, "step": state.step,
             "quotas": torch.as_tensor(quotas), "best": best, "history": history, "rng": rng_state(),
-            "classes": classes, "config": cfg.to_dict(), "seconds": spent, "plan": plan.to_dict()}
+            "classes": classes, "config": cfg.to_dict(), "seconds": spent, "plan": plan.to_dict(),
+            "swa": swa.state_dict() if swa else None}
 
 
-def restore(ckpt: dict, model, state: TrainState) -> None:
+def restore(ckpt: dict, model, state: TrainState, swa: WeightAverage | None = None) -> None:
     model.load_state_dict(ckpt["model"])
+    if swa and ckpt.get("swa"):
+        swa.load_state_dict(ckpt["swa"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])
     if state.scaler and ckpt["scaler"]:
@@ -157,18 +161,45 @@ def validate(model, state: TrainState, loaders, device, d, n_cls: int, progress:
     Returns the kept evaluation (logits, targets, metrics, per-class accuracy, its weights) plus both MAP@3s.
     """
     candidates = {"raw": model, **({"ema": state.ema.module} if state.ema else {})}
-    results = {}
-    for name, m in candidates.items():
-        sync_buffers(m, d)
-        ev = gather_eval(evaluate(m, loaders, device, state.precision, state.channels_last, progress), d)
-        ev.update(val_metrics(ev["logits"], ev["target"]))
-        results[name] = ev
+    results = {name: evaluate_weights(m, state, loaders, device, d, progress) for name, m in candidates.items()}
     kept = max(results, key=lambda k: (results[k]["val/map3"], k == "ema"))  # a tie goes to the EMA
     out = results[kept]
     out["acc_c"] = per_class_accuracy(out["logits"], out["target"], n_cls)
     out["weights"], out["module"] = kept, candidates[kept]
     out["map3_by_weights"] = {k: v["val/map3"] for k, v in results.items()}
     return out
+
+
+def evaluate_weights(m, state: TrainState, loaders, device, d, progress: bool) -> dict:
+    """One set of weights validated on every rank's shard (BatchNorm statistics from rank 0), with its metrics."""
+    sync_buffers(m, d)
+    ev = gather_eval(evaluate(m, loaders, device, state.precision, state.channels_last, progress), d)
+    ev.update(val_metrics(ev["logits"], ev["target"]))
+    return ev
+
+
+def average_epoch(swa: WeightAverage | None, model, state: TrainState, epoch: int, ev: dict, loaders, device, d,
+                  n_cls: int, progress: bool) -> dict | None:
+    """Add the epoch's raw weights to the running average (train.swa_last) and validate it like the raw and EMA
+    weights (`val_swa/map3`). Its first snapshot is the raw weights themselves: their MAP@3, no second pass.
+    Returns the average's evaluation when it was validated, else None."""
+    if swa is None or not swa.update(model, epoch):
+        return None
+    if swa.n == 1:
+        ev["map3_by_weights"]["swa"] = ev["map3_by_weights"]["raw"]
+        return None
+    m = swa.on(device)
+    out = evaluate_weights(m, state, loaders, device, d, progress)
+    out["acc_c"] = per_class_accuracy(out["logits"], out["target"], n_cls)
+    out["weights"], out["module"] = "swa", m
+    ev["map3_by_weights"]["swa"] = out["val/map3"]
+    return out
+
+
+def best_of(epoch: int, ev: dict) -> dict:
+    """What best.pt and last.pt record of the kept weights (rounded as in metrics.csv)."""
+    return {"epoch": epoch, **{k: round(float(ev[k]), 6) for k in ("val/map3", "val/acc1", "val/loss")},
+            "val/weights": ev["weights"]}
 
 
 def final_validation(cfg: Config, model, run: RunDir, val_loaders, state, device, d, classes, progress) -> dict:
@@ -184,7 +215,9 @@ def final_validation(cfg: Config, model, run: RunDir, val_loaders, state, device
         best["metrics"] = {**best["metrics"], **metrics, "tta": cfg.val.tta}
         best["temperature"] = metrics["val/temperature"]
         save_checkpoint(best, run.best)
-    return {**metrics, "val/tta": cfg.val.tta}
+    # best.pt's weights may be an average (train.swa_last) that no epoch row names as its val/weights
+    return {**metrics, "val/tta": cfg.val.tta, "best_epoch": int(best["epoch"]),
+            "val/weights": best["metrics"].get("val/weights", "raw")}
 
 
 def calibration(logits: np.ndarray, target: np.ndarray) -> dict:
@@ -219,8 +252,9 @@ def main(argv=None) -> int:
     spent = time.monotonic() - clock  # the probe counts against the budget
     model, state, sampler, train_loader, val_loaders, train_ds = build(cfg, args, store, split, device, d, plan,
                                                                        quotas)
+    swa = build_average(cfg, model, plan.epochs)
     if ckpt:
-        restore(ckpt, model, state)
+        restore(ckpt, model, state, swa)
         quotas, best, history = ckpt["quotas"].numpy(), ckpt["best"], ckpt["history"]
         start, spent = ckpt["epoch"], ckpt["seconds"]
         if d.main:
@@ -251,7 +285,7 @@ def main(argv=None) -> int:
             return e
         return max(e, budget.fraction() * epochs)  # a budget without a plan: the clock; 0 without a budget
 
-    tracker = EpochLog(run, split.classes, d.main)
+    tracker = EpochLog(run, split.classes, d.main, swa=swa is not None)
     if d.main and start == 0:
         tracker.images(train_ds, sampler)
     log.info("run %s: %d classes, %d train / %d val drawings, device %s x%d, model %s",
@@ -262,15 +296,22 @@ def main(argv=None) -> int:
                              progress=progress)
         check_replicas(model, d)
         ev = validate(model, state, val_loaders[:1], device, d, n_cls, progress)
+        avg = average_epoch(swa, model, state, epoch, ev, val_loaders[:1], device, d, n_cls, progress)
         row = tracker.epoch(epoch, tr, ev, quotas, ev["acc_c"], budget.spent)
         history.append(row)
-        if best is None or row["val/map3"] > best["val/map3"]:
-            best = {k: row[k] for k in ("epoch", "val/map3", "val/acc1", "val/loss", "val/weights")}
+        if swa and d.main and swa.covers(epoch):
+            save_average(swa, run, epoch, row, split.classes, cfg)
+        top = best_of(epoch, avg if avg and avg["val/map3"] > ev["val/map3"] else ev)
+        if best is None or top["val/map3"] > best["val/map3"]:
+            best, kept = top, (avg if top["val/weights"] == "swa" else ev)
+            if top["val/weights"] == "swa":
+                log.info("epoch %d: the average of epochs %s (MAP@3 %.4f) is the best so far: best.pt holds it",
+                         epoch, swa.span(epoch), top["val/map3"])
             if d.main:
-                save_logits(run.val_logits, ev["logits"], ev["key_id"], split.classes, ev["target"])
-                save_checkpoint({"model": ev["module"].state_dict(), "classes": split.classes,
+                save_logits(run.val_logits, kept["logits"], kept["key_id"], split.classes, kept["target"])
+                save_checkpoint({"model": kept["module"].state_dict(), "classes": split.classes,
                                  "config": cfg.to_dict(), "epoch": epoch, "metrics": best,
-                                 "per_class_acc": torch.as_tensor(ev["acc_c"])}, run.best)
+                                 "per_class_acc": torch.as_tensor(kept["acc_c"])}, run.best)
         budget.refresh()  # on every rank, at the same point: all stop after the same epoch
         factor = quota_weights(ev["acc_c"], cfg.train.boost_floor).sum() if cfg.train.boost else n_cls
         per_class = next_per_class(plan, factor, budget.seconds - budget.agreed,
@@ -281,13 +322,15 @@ def main(argv=None) -> int:
                   else np.full(n_cls, per_class))
         if d.main:
             save_checkpoint(checkpoint_state(model, state, epoch + 1, quotas, best, history, split.classes,
-                                             cfg, budget.spent, plan), run.last)
+                                             cfg, budget.spent, plan, swa), run.last)
         if budget.over():
             log.info("time budget of %.1f min spent after epoch %d", cfg.train.max_minutes, epoch)
             break
     if d.enabled:
         torch.distributed.barrier()  # best.pt is written by rank 0
     final = final_validation(cfg, model, run, val_loaders, state, device, d, split.classes, progress)
+    if swa:
+        final.update(swa.summary(history))
     if d.main:
         summary = tracker.finish(history, budget.spent, device, d.world, len(split.train_idx),
                                  len(split.val_idx), final)

@@ -17,10 +17,13 @@ log = logging.getLogger("train")
 
 
 class EpochLog:
-    """Writes only on the main process; `epoch()` returns the metrics row either way."""
+    """Writes only on the main process; `epoch()` returns the metrics row either way. Every row has a
+    `val_<weights>/map3` column for the raw, EMA and, with `swa` (train.swa_last), averaged weights (NaN where
+    those weights were not validated)."""
 
-    def __init__(self, run: RunDir, classes: list[str], main: bool):
+    def __init__(self, run: RunDir, classes: list[str], main: bool, swa: bool = False):
         self.run, self.classes, self.main = run, classes, main
+        self.weights = ("raw", "ema", "swa") if swa else ("raw", "ema")
         self.tb = None
         if main:
             from torch.utils.tensorboard import SummaryWriter
@@ -43,14 +46,15 @@ class EpochLog:
         by_weights = ev.get("map3_by_weights", {})
         row = {"epoch": epoch, **tr, **{k: ev[k] for k in ("val/loss", "val/map3", "val/acc1")},
                "val/weights": ev.get("weights", "raw"),
-               **{f"val_{w}/map3": by_weights.get(w, float("nan")) for w in ("raw", "ema")},
+               **{f"val_{w}/map3": by_weights.get(w, float("nan")) for w in self.weights},
                "time/seconds": round(spent, 1)}
         row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
         top = np.argsort(-quotas)[:3]
-        log.info("epoch %d: loss %.4f acc %.4f | val loss %.4f map3 %.4f acc %.4f (%s weights%s) | %d img "
+        log.info("epoch %d: loss %.4f acc %.4f | val loss %.4f map3 %.4f acc %.4f (%s weights%s%s) | %d img "
                  "%.0f img/s | quota min %d mean %.0f max %d (%s)", epoch, tr["train/loss"], tr["train/acc1"],
                  ev["val/loss"], ev["val/map3"], ev["val/acc1"], row["val/weights"],
                  f"; ema {by_weights['ema']:.4f} raw {by_weights['raw']:.4f}" if "ema" in by_weights else "",
+                 f"; average {by_weights['swa']:.4f}" if "swa" in by_weights else "",
                  tr["train/images"],
                  tr["train/images"] / max(tr["train/seconds"], 1e-9), quotas.min(), quotas.mean(), quotas.max(),
                  ", ".join(f"{self.classes[i]}={quotas[i]}" for i in top))
