@@ -152,74 +152,44 @@ def _kill_and_resume(args: list[str], run: Path) -> int:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_identical_metrics(kaggle_store, tmp_path):
-    """SIGKILL while a checkpoint is being written, right after a validation and as an epoch starts,
-    --resume each time: the final metrics equal those of a run never killed (CPU, deterministic mode)."""
-    extra = ["--set", "train.epochs=4"]
-    ref = _run(tiny_args(kaggle_store, tmp_path / "ref", *extra))
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    out = tmp_path / "killed"
-    assert _kill_and_resume(tiny_args(kaggle_store, out, *extra), out / "demo/fold0") >= 2
-    assert read_metrics(out / "demo/fold0/metrics.csv") == read_metrics(tmp_path / "ref/demo/fold0/metrics.csv")
-
-
-@pytest.mark.slow
-def test_killed_run_with_ema_and_a_budget_resumes_to_identical_weights(kaggle_store, tmp_path):
-    """The same with EMA (its warm-up counts optimiser steps, which must survive a kill) and a time budget
-    (the plan is probed once and kept in the checkpoint): the final raw and EMA weights equal, tensor for
-    tensor, those of a run never killed, and the time spent before the kills is still counted."""
+def test_killed_run_resumes_to_identical_weights_and_metrics(kaggle_store, tmp_path):
+    """SIGKILL while a checkpoint is being written, right after a validation and as an epoch starts, --resume
+    each time: the run ends exactly as one never killed (CPU, deterministic mode). One run carries every piece of
+    state a resume must restore: EMA (its warm-up counts optimiser steps), a time budget (the plan is probed once
+    and kept in the checkpoint; the clock carries on) and train.swa_last (the running average and its count,
+    killed inside the averaging window, epochs 1-3 of 4). Raw, EMA and averaged weights are compared tensor for
+    tensor in last.pt, swa.pt and best.pt, and metrics.csv row for row."""
     import torch
 
-    extra = ["--set", "train.epochs=4", "train.ema=true", "train.ema_decay=0.99", "train.max_minutes=30"]
+    extra = ["--set", "train.epochs=4", "train.ema=true", "train.ema_decay=0.99", "train.max_minutes=30",
+             "train.swa_last=3"]
     ref = _run(tiny_args(kaggle_store, tmp_path / "ref", *extra))
     assert ref.returncode == 0, ref.stderr[-2000:]
     out = tmp_path / "killed"
-    run = out / "demo/fold0"
+    run, ref_run = out / "demo/fold0", tmp_path / "ref/demo/fold0"
     assert _kill_and_resume(tiny_args(kaggle_store, out, *extra), run) >= 2
-    a, b = load_checkpoint(tmp_path / "ref/demo/fold0/checkpoints/last.pt"), load_checkpoint(run / "checkpoints/last.pt")
+    a, b = load_checkpoint(ref_run / "checkpoints/last.pt"), load_checkpoint(run / "checkpoints/last.pt")
     assert a["step"] == b["step"] > 0
-    for part in ("model", "ema"):
+    assert int(a["swa"]["n_averaged"]) == int(b["swa"]["n_averaged"]) == 3
+    for part in ("model", "ema", "swa"):
         assert a[part].keys() == b[part].keys()
         for k in a[part]:
             assert torch.equal(a[part][k], b[part][k]), (part, k)
+    for name in ("swa.pt", "best.pt"):
+        x, y = load_checkpoint(ref_run / "checkpoints" / name), load_checkpoint(run / "checkpoints" / name)
+        for k in x["model"]:
+            assert torch.equal(x["model"][k], y["model"][k]), (name, k)
     assert not all(torch.equal(a["model"][k], a["ema"][k]) for k in a["model"]), "EMA weights are the raw ones"
+    assert not all(torch.equal(a["model"][k], a["swa"][f"module.{k}"]) for k in a["model"]), "average == raw"
     rows = read_metrics(run / "metrics.csv")
-    assert rows == read_metrics(tmp_path / "ref/demo/fold0/metrics.csv")
-    assert {r["val/weights"] for r in rows} <= {"raw", "ema"} and all(r["val_ema/map3"] != "nan" for r in rows)
+    assert rows == read_metrics(ref_run / "metrics.csv")
+    assert {r["val/weights"] for r in rows} <= {"raw", "ema", "swa"} and all(r["val_ema/map3"] != "nan" for r in rows)
+    assert [r["val_swa/map3"] == "nan" for r in rows] == [True, False, False, False]
     plans = [ln.split("plan: ", 1)[1] for ln in (run / "train.log").read_text().splitlines() if "plan: " in ln]
     assert len(plans) >= 3 and len(set(plans)) == 1, "a resumed run keeps the plan it was probed with"
     with open(run / "metrics.csv", newline="") as f:
         clock = [float(r["time/seconds"]) for r in csv.DictReader(f)]
     assert clock == sorted(clock), "the budget's clock carries on across kills"
-
-
-@pytest.mark.slow
-def test_killed_run_with_weight_averaging_resumes_to_identical_weights(kaggle_store, tmp_path):
-    """train.swa_last: the running average and its count are in last.pt, so a run killed inside the averaging
-    window (epochs 1-3 of 4) and resumed ends with the same averaged weights, tensor for tensor, as a run never
-    killed: in last.pt, in swa.pt and in best.pt."""
-    import torch
-
-    extra = ["--set", "train.epochs=4", "train.swa_last=3"]
-    ref = _run(tiny_args(kaggle_store, tmp_path / "ref", *extra))
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    out = tmp_path / "killed"
-    run = out / "demo/fold0"
-    assert _kill_and_resume(tiny_args(kaggle_store, out, *extra), run) >= 2
-    ref_run = tmp_path / "ref/demo/fold0"
-    a, b = load_checkpoint(ref_run / "checkpoints/last.pt"), load_checkpoint(run / "checkpoints/last.pt")
-    assert int(a["swa"]["n_averaged"]) == int(b["swa"]["n_averaged"]) == 3
-    assert a["swa"].keys() == b["swa"].keys()
-    for k in a["swa"]:
-        assert torch.equal(a["swa"][k], b["swa"][k]), k
-    for name in ("swa.pt", "best.pt"):
-        x, y = load_checkpoint(ref_run / "checkpoints" / name), load_checkpoint(run / "checkpoints" / name)
-        for k in x["model"]:
-            assert torch.equal(x["model"][k], y["model"][k]), (name, k)
-    assert not all(torch.equal(a["model"][k], a["swa"][f"module.{k}"]) for k in a["model"]), "average == raw"
-    rows = read_metrics(run / "metrics.csv")
-    assert rows == read_metrics(ref_run / "metrics.csv")
-    assert [r["val_swa/map3"] == "nan" for r in rows] == [True, False, False, False]
 
 
 @pytest.mark.slow
@@ -257,24 +227,33 @@ def test_two_process_run_stops_together_when_the_budget_is_spent(kaggle_store, t
     assert "time budget of 0.0 min spent after epoch 0" in res.stderr + res.stdout
 
 
-def test_cli_errors_are_one_line(kaggle_store, tmp_path):
-    cases = [
-        (["--set", "train.lrr=1"], "unknown config key 'train.lrr'"),
-        (["--fold", "9"], "--fold 9 out of range"),
-        (["--set", "data.classes=[]"], "empty"),
-        (["--set", "data.store=/nonexistent/store"], "not a prepared store"),
-        (["--set", "model.name=resnet181"], "unknown model 'resnet181'"),
-    ]
-    for extra, message in cases:
-        args = tiny_args(kaggle_store, tmp_path / "err", *extra)
-        if extra[0] == "--fold":
-            args[args.index("--fold") + 1] = extra[1]
-            args = args[:-2]
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "train.lrr=1"], "unknown config key 'train.lrr'"),
+    (["--fold", "9"], "--fold 9 out of range"),
+    (["--set", "data.classes=[]"], "empty"),
+    (["--set", "data.store=/nonexistent/store"], "not a prepared store"),
+    (["--set", "model.name=resnet181"], "unknown model 'resnet181'"),
+], ids=["key", "fold", "classes", "store", "model"])
+def test_cli_errors_are_one_line(kaggle_store, tmp_path, capsys, extra, message):
+    """Each mistake ends in one `error: ...` line and exit status 2, no traceback. The console entry point runs
+    in-process (a Python start-up with torch costs ~10 s a case); the first case also goes through
+    `python src/train.py` itself."""
+    from doodle import cli
+    from doodle.train import recipe
+
+    args = tiny_args(kaggle_store, tmp_path / "err", *extra)
+    if extra[0] == "--fold":
+        args[args.index("--fold") + 1] = extra[1]
+        args = args[:-2]
+    results = [(cli.run(recipe.main, args), capsys.readouterr().err)]
+    if extra[0] == "--set" and extra[1] == "train.lrr=1":
         res = _run(args)
-        assert res.returncode == 2, (extra, res.stderr[-1500:])
-        last = res.stderr.strip().splitlines()[-1]
+        results.append((res.returncode, res.stderr))
+    for code, err in results:
+        assert code == 2, (extra, err[-1500:])
+        last = err.strip().splitlines()[-1]
         assert last.startswith("error: ") and message in last, (extra, last)
-        assert "Traceback" not in res.stderr
+        assert "Traceback" not in err
 
 
 def test_predict_keeps_rows_with_broken_drawings(kaggle_store, tmp_path):
