@@ -24,6 +24,7 @@ from doodle.render.raster import RasterSpec, raster_spec, render_batch
 from doodle.render.sequence import encode_sequences
 from doodle.resources import load_class_list
 from doodle.store.format import Store
+from doodle.train.distill import SoftTargets
 
 
 @dataclass
@@ -162,7 +163,7 @@ class BatchDataset(Dataset):
     """
 
     def __init__(self, source: Store | Batch, split: Split | None, cfg: Config, input_kind: str = "image",
-                 train: bool = False, seed: int = 0, flip: bool = False, soft=None):
+                 train: bool = False, seed: int = 0, flip: bool = False, soft: SoftTargets | None = None):
         self.source, self.split, self.cfg, self.soft = source, split, cfg, soft
         self.input_kind, self.train, self.seed, self.flip = input_kind, train, seed, flip
         self.spec = raster_spec(cfg)
