@@ -60,6 +60,8 @@ Optimizer = Literal[  # train.optim.build_optimizer (timm's names)
 Scheduler = Literal["cosine", "step", "constant"]  # train.optim.build_scheduler
 Amp = Literal["auto", "off", "bf16", "fp16"]  # engine.resolve_precision
 Tta = Literal["none", "flip"]  # the train recipe's validation, the predict recipe's --tta
+Blend = Literal["prob_mean", "logit_mean"]  # predict.ensemble.BLENDERS
+TeacherTta = Literal["run", "none", "flip"]  # run: each teacher's own val.tta (as its val_logits were made)
 
 
 @dataclass
@@ -160,6 +162,20 @@ class AppCfg:
 
 
 @dataclass
+class DistillCfg:
+    """Train on the soft targets of finished runs (doodle.train.distill, doodle.predict.teachers)."""
+
+    enabled: bool = False  # configs/distill.yaml turns it on; then teachers must be given
+    teachers: list[str] = field(default_factory=list)  # run folders; their fold-k model teaches fold k
+    # loss = (1 - alpha) CE(hard labels) + alpha T^2 KL(teacher_T || student_T)
+    alpha: Prob = 0.9
+    temperature: Positive = 2.0
+    method: Blend = "prob_mean"  # how the teachers are averaged, as tools/ensemble.py --method does
+    tta: TeacherTta = "run"
+    cache: str = ""  # folder of the teachers' log-probabilities (default <run>/fold<k>/teacher/); reused when present
+
+
+@dataclass
 class Config:
     data: DataCfg = field(default_factory=DataCfg)
     raster: RasterCfg = field(default_factory=RasterCfg)
@@ -169,6 +185,7 @@ class Config:
     train: TrainCfg = field(default_factory=TrainCfg)
     val: ValCfg = field(default_factory=ValCfg)
     app: AppCfg = field(default_factory=AppCfg)
+    distill: DistillCfg = field(default_factory=DistillCfg)
     name: str = ""  # run name; defaults to the config file's stem
 
     def to_dict(self) -> dict:

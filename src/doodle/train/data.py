@@ -24,6 +24,7 @@ from doodle.render.raster import RasterSpec, raster_spec, render_batch
 from doodle.render.sequence import encode_sequences
 from doodle.resources import load_class_list
 from doodle.store.format import Store
+from doodle.train.distill import SoftTargets
 
 
 @dataclass
@@ -157,12 +158,13 @@ class BatchDataset(Dataset):
     """`dataset[list_of_indices]` -> a whole model-ready batch (images or sequences).
 
     The source is a Store (training / validation, `split` gives targets) or a Batch read from files
-    (prediction, `split=None`: no targets); both hand out `Drawings` by index and have `key_id`.
+    (prediction, `split=None`: no targets); both hand out `Drawings` by index and have `key_id`. With `soft`
+    (distillation: `train.distill.SoftTargets`) a batch also carries the teachers' log-probabilities, `soft`.
     """
 
     def __init__(self, source: Store | Batch, split: Split | None, cfg: Config, input_kind: str = "image",
-                 train: bool = False, seed: int = 0, flip: bool = False):
-        self.source, self.split, self.cfg = source, split, cfg
+                 train: bool = False, seed: int = 0, flip: bool = False, soft: SoftTargets | None = None):
+        self.source, self.split, self.cfg, self.soft = source, split, cfg, soft
         self.input_kind, self.train, self.seed, self.flip = input_kind, train, seed, flip
         self.spec = raster_spec(cfg)
         self.augment = StrokeAugment(cfg.augment) if train else None
@@ -182,6 +184,8 @@ class BatchDataset(Dataset):
         out = {"key_id": torch.from_numpy(np.asarray(self.source.key_id[idx]))}
         if self.split is not None:
             out["target"] = torch.from_numpy(self.split.targets(self.source, idx))
+        if self.soft is not None:
+            out["soft"] = torch.from_numpy(self.soft.rows(idx))
         out.update(make_inputs(d, self.cfg, self.spec, self.input_kind, self.albu, rng))
         return out
 

@@ -77,6 +77,7 @@ class TrainState:
     channels_last: bool = False
     log_every: int = 50  # steps between read-backs of the running loss (finiteness check, progress bar)
     step: int = 0  # optimiser steps taken in the whole run (drives the EMA warm-up; saved in checkpoints)
+    distill: Callable | None = None  # train.distill.DistillLoss: batches carry the teachers' log-probs ("soft")
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, device: torch.device, epoch: int,
@@ -100,7 +101,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
         target = batch["target"].to(device, non_blocking=True)
         with state.precision.autocast():
             logits = forward(model, inputs)
-            loss = F.cross_entropy(logits.float(), target, label_smoothing=state.label_smoothing)
+            loss = _loss(logits.float(), target, batch, state, device)
         (state.scaler.scale(loss / state.accum_steps) if state.scaler else loss / state.accum_steps).backward()
         if (i + 1) % state.accum_steps == 0 or i + 1 == n_batches:
             _optimizer_step(model, state)
@@ -120,6 +121,15 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
     return {"train/loss": total_loss / max(seen, 1), "train/acc1": total_right / max(seen, 1),
             "train/images": seen, "train/steps": steps, "train/seconds": time.perf_counter() - t0,
             "train/lr": state.optimizer.param_groups[0]["lr"]}
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, batch: dict, state: TrainState,
+          device: torch.device) -> torch.Tensor:
+    """Cross-entropy on the labels, or with `state.distill` the mix of it and the teachers' soft targets."""
+    if state.distill is None:
+        return F.cross_entropy(logits, target, label_smoothing=state.label_smoothing)
+    soft = batch["soft"].to(device, non_blocking=True)
+    return state.distill(logits, target, soft, state.label_smoothing)
 
 
 def _read_back(totals: torch.Tensor, seen: int, epoch: int, step: int, bar: tqdm) -> tuple[float, int]:

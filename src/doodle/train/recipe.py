@@ -23,6 +23,7 @@ from doodle import cli
 from doodle.config import Config, load_config, save_config
 from doodle.metrics import expected_calibration_error, fit_temperature, per_class_accuracy, softmax
 from doodle.models.factory import build_model, input_kind_of
+from doodle.predict.teachers import soft_targets
 from doodle.render.raster import raster_spec
 from doodle.runs.folder import RunDir, load_checkpoint, save_checkpoint, save_logits
 from doodle.store.format import Store
@@ -37,6 +38,7 @@ from doodle.train.data import (
     make_split,
     quota_weights,
 )
+from doodle.train.distill import DistillLoss, SoftTargets, check_distill_config
 from doodle.train.distributed import (
     broadcast_object,
     check_replicas,
@@ -96,15 +98,19 @@ def prepare_run_dir(run: RunDir, args, main: bool) -> None:
             raise cli.UserError(f"cannot create run folder {run.root}: {e.strerror}") from None
 
 
-def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quotas: np.ndarray):
-    """Model, loaders and training state; the sampler starts from `quotas` drawings per class."""
+def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quotas: np.ndarray,
+          soft: SoftTargets | None = None):
+    """Model, loaders and training state; the sampler starts from `quotas` drawings per class. With `soft`
+    (the teachers' log-probabilities) the batches carry them and the loss is the distillation loss."""
     kind = input_kind_of(cfg)
     n_cls = len(split.classes)
     model = build_model(cfg, n_cls, raster_spec(cfg).channels).to(device)
     model, state = build_train_state(cfg, model, kind, device, plan.epochs)
     targets = split.targets(store, split.train_idx)
     sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, plan.batch_size, args.seed, d.rank, d.world)
-    train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
+    train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed, soft=soft)
+    if soft is not None:
+        state.distill = DistillLoss(cfg.distill.alpha, cfg.distill.temperature)
     train_loader = make_loader(train_ds, sampler, plan.num_workers, args.seed)
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
     val_loaders = eval_loaders(store, split, cfg, kind, val_batches, plan.num_workers, cfg.val.tta)
@@ -234,15 +240,19 @@ def main(argv=None) -> int:
     cfg = load_config(args.cfg, args.set)
     if args.name:
         cfg.name = args.name
+    check_distill_config(cfg)
     d, device = init_distributed(args.device)
     run = RunDir.make(args.out, cfg.name, args.fold)
     prepare_run_dir(run, args, d.main)
     # under DDP only rank 0 reports progress; the other ranks still print warnings and errors
     cli.setup_logging(logging.INFO if d.main else logging.WARNING, logfile=str(run.log) if d.main else None)
     seed_everything(args.seed, cfg.train.deterministic)
-    clock = time.monotonic()
     store = Store(cfg.data.store)
     split = make_split(store, cfg, args.fold)
+    # the teachers' pass is made once and kept in the run folder: outside the student's time budget
+    soft = (soft_targets(cfg, run.root, store, split, args.fold, device, d.main, not args.no_progress and d.main)
+            if cfg.distill.enabled else None)
+    clock = time.monotonic()
     n_cls = len(split.classes)
     ckpt = load_checkpoint(run.last, split.classes) if args.resume else None
     plan = RunPlan.from_dict(ckpt["plan"]) if ckpt and ckpt.get("plan") else make_plan(cfg, args, store, split,
@@ -251,7 +261,7 @@ def main(argv=None) -> int:
     quotas, best, history, start = np.full(n_cls, plan.per_class), None, [], 0
     spent = time.monotonic() - clock  # the probe counts against the budget
     model, state, sampler, train_loader, val_loaders, train_ds = build(cfg, args, store, split, device, d, plan,
-                                                                       quotas)
+                                                                       quotas, soft)
     swa = build_average(cfg, model, plan.epochs)
     if ckpt:
         restore(ckpt, model, state, swa)

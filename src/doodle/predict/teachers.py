@@ -1,0 +1,132 @@
+"""The teachers of a distilled run: checked, then run once over the student's training drawings.
+
+Each teacher is a finished run; its fold-k model teaches the student's fold k, so the student's validation
+drawings stay out of every teacher's training. The teachers predict the training drawings by the predict path
+(`load_run`, `store_logits`: each with its own rendering and TTA) and are blended as `tools/ensemble.py` blends
+members (`predict.ensemble.blend`); the log of the blend goes to a memory-mapped float16 array
+(`doodle.train.distill` describes the folder and reads it back).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from doodle.config import Config, load_resolved
+from doodle.errors import UserError
+from doodle.predict.ensemble import Aligned, blend
+from doodle.predict.exported import store_logits
+from doodle.predict.loaded_run import load_run
+from doodle.runs.folder import RunDir, atomic_write_bytes, fold_dirs
+from doodle.store.format import Store
+from doodle.train.data import Split, fixed_batches
+from doodle.train.distill import KEYS, LOGPROBS, SoftTargets, cache_dir, read_keys
+
+log = logging.getLogger("train")
+CHUNK = 8192  # drawings per step of the teachers' pass (its progress bar; the memory map is written per chunk)
+
+
+def teacher_folds(paths: list[str], fold: int, classes: list[str], store: Store) -> list[RunDir]:
+    """Each teacher's fold-`fold` folder; a one-line error for a run that is missing, unfinished, lacks the
+    fold, was trained on other classes, or on a store whose folds are cut differently."""
+    out = []
+    for p in paths:
+        if not Path(p).exists():
+            raise UserError(f"distill.teachers: {p} not found")
+        dirs = fold_dirs(p)
+        if not dirs:
+            raise UserError(f"distill.teachers: {p} is not a run (no config.yaml in it nor in fold<k>/ subfolders)")
+        if fold not in dirs:
+            raise UserError(f"distill.teachers: {p} has fold(s) {sorted(dirs)}, not the student's fold {fold} "
+                            f"(its fold-{fold} model must teach, so that validation stays out-of-fold)")
+        run = RunDir(dirs[fold])
+        cfg, facts = load_resolved(run.config)
+        if int(facts.get("fold", fold)) != fold:
+            raise UserError(f"distill.teachers: {run.root} is fold {facts['fold']}, the student trains fold {fold}")
+        _check_classes(run, facts.get("classes") or [], classes)
+        _check_folds(run, cfg, store)
+        if not run.best.is_file():
+            raise UserError(f"distill.teachers: {run.root} has no {run.best.name} (not finished?)")
+        out.append(run)
+    return out
+
+
+def _check_classes(run: RunDir, theirs: list[str], ours: list[str]) -> None:
+    if list(theirs) == list(ours):
+        return
+    if len(theirs) != len(ours):
+        raise UserError(f"distill.teachers: {run.root} was trained on {len(theirs)} classes, the student has "
+                        f"{len(ours)} (data.classes / data.store must match)")
+    i = next(i for i, (a, b) in enumerate(zip(theirs, ours, strict=True)) if a != b)
+    raise UserError(f"distill.teachers: {run.root} has another class order than the student "
+                    f"(index {i}: {theirs[i]!r} vs {ours[i]!r})")
+
+
+def _check_folds(run: RunDir, cfg: Config, store: Store) -> None:
+    """Folds are cut by key_id hash modulo n_folds: a teacher's store with another n_folds held out other drawings."""
+    info = Path(cfg.data.store) / "store.json"
+    if not info.is_file():
+        return  # the teacher's store moved or is elsewhere: its classes and fold number were checked
+    n = json.loads(info.read_text()).get("n_folds")
+    if n != store.info.n_folds:
+        raise UserError(f"distill.teachers: {run.root} was trained on a store with {n} folds, the student's "
+                        f"{store.root} has {store.info.n_folds}: its fold is other drawings")
+
+
+def soft_targets(cfg: Config, run_root: Path, store: Store, split: Split, fold: int, device: torch.device,
+                 main: bool = True, progress: bool = True) -> SoftTargets:
+    """The teachers' log-probabilities of the fold's training drawings: made once (on the main process; under
+    DDP the other ranks wait at a barrier), then reused from the folder (a resumed run, or distill.cache)."""
+    runs = teacher_folds(cfg.distill.teachers, fold, split.classes, store)
+    folder = cache_dir(cfg, run_root)
+    names = [str(r.root.resolve()) for r in runs]
+    if main and not (folder / KEYS).is_file():
+        write_teacher_logits(folder, runs, store, split, cfg, device, progress)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    meta = read_keys(folder)
+    made_by = (meta["teachers"], meta["method"], meta["tta"])
+    if made_by != (names, cfg.distill.method, cfg.distill.tta):
+        raise UserError(f"teacher logits {folder} were made by other teachers or settings ({made_by[0]}, "
+                        f"{made_by[1]}, tta {made_by[2]}); delete the folder or set distill.cache elsewhere")
+    train_keys = np.asarray(store.key_id[split.train_idx], np.int64)
+    return SoftTargets(folder, split.train_idx, train_keys, split.classes)
+
+
+def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: Split, cfg: Config,
+                         device: torch.device, progress: bool) -> None:
+    """Blend the teachers over the training drawings, chunk by chunk, into `folder` (keys.npz written last)."""
+    t0 = time.monotonic()
+    teachers = [load_run(r.root, device) for r in runs]
+    idx, n_cls = split.train_idx, len(split.classes)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{LOGPROBS}.tmp"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(idx), n_cls))
+    names = [str(r.root.resolve()) for r in runs]
+    start = 0
+    for chunk in tqdm(fixed_batches(idx, CHUNK), desc="teachers", leave=False, disable=not progress):
+        chunk = np.asarray(chunk)
+        logits = [store_logits(lr, store, split, chunk, lr.cfg.val.tta if cfg.distill.tta == "run" else cfg.distill.tta,
+                               cfg.val.batch_size) for lr in teachers]
+        keys = np.asarray(store.key_id[chunk], np.int64)
+        probs = blend(Aligned(names, keys, split.classes, logits, None), None, cfg.distill.method)
+        out[start : start + len(chunk)] = np.log(np.maximum(probs, 1e-12))
+        start += len(chunk)
+    out.flush()
+    del out
+    os.replace(tmp, folder / LOGPROBS)
+    buf = io.BytesIO()
+    np.savez(buf, key_id=np.asarray(store.key_id[idx], np.int64), classes=np.array(split.classes, dtype=str),
+             teachers=np.array(names, dtype=str), method=cfg.distill.method, tta=cfg.distill.tta)
+    atomic_write_bytes(folder / KEYS, buf.getvalue())
+    seconds = time.monotonic() - t0
+    log.info("teachers %s: %d training drawings in %.0f s (%.0f drawings/s), log-probabilities in %s",
+             ", ".join(names), len(idx), seconds, len(idx) / max(seconds, 1e-9), folder)

@@ -1,0 +1,152 @@
+"""Distillation: the loss, a tiny teacher -> student run that predict and the ensemble take as any run, the
+teachers' log-probabilities reused on resume, and the one-line errors before training for bad teachers or a
+stale teacher folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import typing
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import command_module, shrink
+
+from doodle import cli, config
+from doodle.predict.ensemble import BLENDERS
+from doodle.train.distill import KEYS, LOGPROBS, distill_loss
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _args(store: Path, out: Path, cfg: str, *extra: str) -> list[str]:
+    """A config shrunk to seconds on the bundled sample: 32 px, 4 drawings per class, 1 epoch, CPU."""
+    return ["--cfg", str(ROOT / "configs" / cfg), "--fold", "0", "--out", str(out), "--no-progress", "--device",
+            "cpu", *shrink(store, 1, "train.deterministic=true", "train.ema=false"), *extra]
+
+
+def _distill(store: Path, out: Path, *extra: str) -> list[str]:
+    return _args(store, out, "distill.yaml", *extra)
+
+
+@pytest.fixture(scope="module")
+def teacher(kaggle_store, tmp_path_factory) -> Path:
+    """A finished one-epoch run of the demo config (fold 0): the teacher."""
+    out = tmp_path_factory.mktemp("teacher")
+    assert command_module(ROOT / "src/train.py").main(_args(kaggle_store, out, "demo.yaml", "--name", "t")) == 0
+    return out / "t"
+
+
+def test_alpha_zero_is_cross_entropy_and_equal_models_have_no_soft_loss():
+    g = torch.Generator().manual_seed(0)
+    logits, teacher = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g).log_softmax(1)
+    target = torch.tensor([0, 1, 2, 3, 4, 0])
+    ce = F.cross_entropy(logits, target, label_smoothing=0.1)
+    assert torch.equal(distill_loss(logits, target, teacher, 0.0, 3.0, 0.1), ce)
+    assert distill_loss(teacher, target, teacher, 1.0, 2.0).item() == 0.0  # student == teacher: KL is 0
+    assert distill_loss(teacher + 7.0, target, teacher, 1.0, 2.0).abs().item() < 1e-6  # a shift is the same model
+    t = 2.0
+    p = (teacher / t).softmax(1)
+    kl = (p * ((teacher / t).log_softmax(1) - (logits / t).log_softmax(1))).sum(1).mean()
+    mixed = distill_loss(logits, target, teacher.half(), 0.25, t)
+    assert torch.allclose(mixed, 0.75 * F.cross_entropy(logits, target) + 0.25 * t * t * kl, atol=1e-3)
+
+
+def test_the_config_choices_are_what_the_code_takes():
+    assert set(typing.get_args(config.Blend)) == set(BLENDERS)
+    assert typing.get_args(config.TeacherTta) == ("run", *typing.get_args(config.Tta))
+    cfg = config.load_config(ROOT / "configs/distill.yaml")
+    assert cfg.distill.enabled and not cfg.distill.teachers and cfg.train.boost  # on top of r18_boost
+    for bad, message in [("distill.alpha=1.5", "distill.alpha: must be in [0, 1]"),
+                         ("distill.temperature=0", "distill.temperature: must be above 0"),
+                         ("distill.method=mean", "distill.method: 'mean' is not one of"),
+                         ("distill.teacher=[a]", "unknown config key 'distill.teacher'")]:
+        with pytest.raises(config.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            config.load_config(ROOT / "configs/distill.yaml", [bad])
+
+
+def test_student_trains_on_its_teachers_and_is_an_ordinary_run(kaggle_store, teacher, tmp_path):
+    from doodle.predict.exported import store_logits
+    from doodle.predict.loaded_run import load_run
+    from doodle.runs.folder import load_logits
+    from doodle.store.format import Store
+    from doodle.train.data import make_split
+
+    train = command_module(ROOT / "src/train.py")
+    args = _distill(kaggle_store, tmp_path, "--set", f"distill.teachers=[{teacher}]", "distill.tta=run")
+    assert train.main(args) == 0
+    run = tmp_path / "distill/fold0"
+    folder = run / "teacher"
+    logp = np.load(folder / LOGPROBS, mmap_mode="r")
+    with np.load(folder / KEYS) as z:
+        keys, classes = z["key_id"], list(z["classes"])
+    t = load_run(teacher / "fold0")
+    store = Store(kaggle_store)
+    split = make_split(store, t.cfg, 0)
+    assert classes == t.classes and logp.dtype == np.float16 and logp.shape == (len(split.train_idx), 27)
+    assert np.array_equal(keys, np.asarray(store.key_id[split.train_idx]))
+    # the teacher's own predict path, with its val.tta (distill.tta=run): one teacher's blend is its softmax
+    first = store_logits(t, store, split, split.train_idx[:16], t.cfg.val.tta)
+    assert np.allclose(logp[:16], torch.from_numpy(first).log_softmax(1).numpy(), atol=0.02)
+    assert (run / "summary.json").is_file() and np.isfinite(json.loads((run / "summary.json").read_text())["val/map3"])
+
+    made = (folder / LOGPROBS).stat().st_mtime_ns
+    assert train.main([*args, "--resume"]) == 0  # the finished run resumed: reads the teachers' folder again
+    assert (folder / LOGPROBS).stat().st_mtime_ns == made
+    assert (run / "train.log").read_text().count("log-probabilities in") == 1
+
+    # no distillation code on the way: the student is an ordinary ensemble member and predict run
+    ensemble = command_module(ROOT / "tools/ensemble.py")
+    assert ensemble.main([str(run), str(teacher), "--out", str(tmp_path / "blend.csv")]) == 0
+    assert json.loads((tmp_path / "blend.json").read_text())["val_rows"] == len(load_logits(run / "val_logits.npz")["key_id"])
+    predict = command_module(ROOT / "src/predict.py")
+    assert predict.main(["--run", str(run), "--test", str(ROOT / "input/sample/test_simplified.csv"),
+                         "--out", str(tmp_path / "sub.csv"), "--device", "cpu"]) == 0
+    assert load_logits(run / "test_logits.npz")["logits"].shape == (270, 27)
+
+
+def _stale_folder(path: Path, teacher: Path, classes: list[str]) -> Path:
+    """A complete-looking teacher folder by the right teacher that holds only 3 drawings."""
+    path.mkdir()
+    np.save(path / LOGPROBS, np.zeros((3, len(classes)), np.float16))
+    buf = io.BytesIO()
+    np.savez(buf, key_id=np.arange(3, dtype=np.int64), classes=np.array(classes), method="prob_mean", tta="none",
+             teachers=np.array([str((teacher / "fold0").resolve())]))
+    (path / KEYS).write_bytes(buf.getvalue())
+    return path
+
+
+def test_bad_teachers_are_one_line_errors_before_training(kaggle_store, teacher, tmp_path, capsys):
+    train = command_module(ROOT / "src/train.py")
+    words = (ROOT / "input/sample/classes.txt").read_text().split("\n")
+    stale = _stale_folder(tmp_path / "stale", teacher, _classes(teacher))
+    cases = [
+        (["--set", f"distill.teachers=[{tmp_path / 'nope'}]"], "nope not found"),
+        (["--set", f"distill.teachers=[{tmp_path}]"], "is not a run"),
+        (["--set", f"distill.teachers=[{teacher}]", "--fold", "1"], "has fold(s) [0], not the student's fold 1"),
+        (["--set", f"distill.teachers=[{teacher}]", f"data.classes=[{','.join(words[:5])}]"],
+         "was trained on 27 classes, the student has 5"),
+        (["--set", f"distill.teachers=[{teacher}]", f"distill.cache={stale}"],
+         "do not cover the training drawings: "),
+        (["--set", f"distill.teachers=[{teacher}]", f"distill.cache={stale}", "distill.method=logit_mean"],
+         "were made by other teachers or settings"),
+        ([], "distill.teachers is empty"),
+        (["--set", f"distill.teachers=[{teacher}]", "distill.enabled=false"], "distill.enabled is false"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "out"
+        args = _distill(kaggle_store, out, *extra)  # a later --fold overrides the earlier one
+        capsys.readouterr()
+        assert cli.run(train.main, args) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and message in err[-1], (extra, err[-1])
+        assert not list(out.rglob("last.pt")) and not list(out.rglob("metrics.csv")), extra
+
+
+def _classes(teacher: Path) -> list[str]:
+    from doodle.config import load_resolved
+
+    return load_resolved(teacher / "fold0/config.yaml")[1]["classes"]
