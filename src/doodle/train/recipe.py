@@ -61,6 +61,7 @@ from doodle.train.records import (
     truncate_csv,
 )
 from doodle.train.rng import rng_state, seed_everything, set_rng_state
+from doodle.train.sources import apply_sources
 from doodle.train.swa import WeightAverage, build_average, save_average
 
 log = logging.getLogger("train")
@@ -103,7 +104,8 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
     model = build_model(cfg, n_cls, raster_spec(cfg).channels).to(device)
     model, state = build_train_state(cfg, model, kind, device, plan.epochs)
     targets = split.targets(store, split.train_idx)
-    sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, plan.batch_size, args.seed, d.rank, d.world)
+    sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, plan.batch_size, args.seed, d.rank, d.world,
+                           split.train_weight)
     train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
     train_loader = make_loader(train_ds, sampler, plan.num_workers, args.seed)
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
@@ -242,7 +244,7 @@ def main(argv=None) -> int:
     seed_everything(args.seed, cfg.train.deterministic)
     clock = time.monotonic()
     store = Store(cfg.data.store)
-    split = make_split(store, cfg, args.fold)
+    split = apply_sources(store, cfg, make_split(store, cfg, args.fold))
     n_cls = len(split.classes)
     ckpt = load_checkpoint(run.last, split.classes) if args.resume else None
     plan = RunPlan.from_dict(ckpt["plan"]) if ckpt and ckpt.get("plan") else make_plan(cfg, args, store, split,
