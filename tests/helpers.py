@@ -15,7 +15,7 @@ COMMANDS = {
     "src/train.py": "doodle.train.recipe", "src/predict.py": "doodle.predict.recipe",
     **{f"tools/{n}.py": f"doodle.tools.{n}" for n in
        ("prepare", "download", "ensemble", "submit", "report", "compare", "show", "make_sample", "export",
-        "synthesize", "collected")},
+        "synthesize", "collected", "pseudo", "holdout")},
 }
 
 

@@ -134,6 +134,11 @@ def test_enum_values_in_any_case_and_a_bare_off_are_stored_as_spelled_in_the_cod
     ("augment.flip=1.5", "config key augment.flip: must be in [0, 1], got 1.5"),
     ("augment.stroke_dropout=-1", "config key augment.stroke_dropout: must be in [0, 1], got -1.0"),
     ("val.batch_size=0", "config key val.batch_size: must be at least 1, got 0"),
+    ("data.source_weights={pseudo: -1}", "config key data.source_weights.pseudo: must be at least 0, got -1.0"),
+    ("data.source_caps={pseudo: 2.5}", "config key data.source_caps.pseudo: expected an integer, got 2.5"),
+    ("data.source_weights=3", "config key data.source_weights: expected a mapping, got 3"),
+    ("data.source_weights={1: 2}", "config key data.source_weights: keys must be text, got 1"),
+    ("data.exclude_folds=[-1]", "config key data.exclude_folds[0]: must be at least 0, got -1"),
 ])
 def test_numbers_out_of_range_name_the_key(override, message):
     with pytest.raises(ConfigError) as e:

@@ -72,6 +72,12 @@ class DataCfg:
     per_class: Count = 1000  # N: drawings per class in one epoch (before boosting)
     val_per_class: NonNegInt = 0  # cap per class on the validation fold (0 = all of it)
     max_drawings: NonNegInt = 0  # cap on the store's drawings used (0 = all), for quick experiments
+    exclude_folds: list[NonNegInt] = field(default_factory=list)  # folds never trained on (a held-out "test" fold)
+    # by source name (the folder a drawing's file was read from: train_simplified, a pseudo-label folder, ...):
+    # a drawing's chance of being drawn relative to its class's others (default 1; 0 = never), and at most
+    # this many drawings per class from that source (chosen by a fixed hash of key_id); doodle.train.sources
+    source_weights: dict[str, NonNeg] = field(default_factory=dict)
+    source_caps: dict[str, NonNegInt] = field(default_factory=dict)
     num_workers: NonNegInt = 2
 
 
@@ -250,7 +256,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"config key {where}: expected a mapping, got {value!r}")
-        return dict(value)
+        if origin is None:
+            return dict(value)
+        _, arg = typing.get_args(tp)  # dict[str, X]: text keys, each value checked as an X
+        for k in value:
+            if not isinstance(k, str):
+                raise ConfigError(f"config key {where}: keys must be text, got {k!r}")
+        return {k: _coerce(v, arg, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -100,8 +100,9 @@ def inputs_from_store(store_path: Path | None, key_ids: np.ndarray, classes: lis
                          "no class prior and no drawing metadata, probability features only")
         return out
     folds = np.asarray(store.fold, np.int64)
-    counts = _class_counts(store, classes, folds, int(folds.max()) + 1)
-    out.prior = _shares(counts.sum(axis=0) - counts)[folds[rows]]
+    n = int(folds.max()) + 1  # train-only drawings (fold -1, pseudo-labels) count as group n: in no fold
+    counts = _class_counts(store, classes, np.where(folds < 0, n, folds), n + 1)
+    out.prior = _shares(counts.sum(axis=0) - counts[:n])[folds[rows]]
     out.meta = _store_meta(store, rows, key_ids, out.notes)
     return out
 

@@ -8,7 +8,8 @@ Layout of a store folder::
     stroke_len.i32    (S,)   int32   points per stroke
     pt_off.i64        (N+1,) int64   first point of each drawing
     st_off.i64        (N+1,) int64   first stroke of each drawing
-    key_id.i64 label.i16 fold.i8 raw.u1     (N,) per-drawing columns used by training
+    key_id.i64 label.i16 fold.i8 raw.u1     (N,) per-drawing columns used by training (fold -1: train-only,
+                                            a pseudo-labelled drawing, see doodle.store.sources)
     meta.parquet      key_id, countrycode, recognized, timestamp, source, line (for tools and reports)
     summary.json      kept / rejected / duplicates, per class and per reason
     rejects.csv       every row that did not make it in, with file, line, key_id and reason

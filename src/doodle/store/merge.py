@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from doodle.drawing.flat import ranges
 from doodle.store.format import FORMAT_VERSION, ArrayAppender, array_path, fold_of, open_array
 from doodle.store.options import FileResult, PrepareOptions
+from doodle.store.sources import TRAIN_ONLY_FOLD
 
 SHARD_ARRAYS = ["xy", "t", "stroke_len", "pt_off", "st_off", "key_id", "label", "raw"]
 REJECT_FIELDS = ["file", "line", "key_id", "reason", "detail"]
@@ -49,10 +51,10 @@ def merge_shards(shards: list[Path], results: list[FileResult], out: Path, opts:
         for shard in shards:
             with open(shard / "rejects.csv", newline="") as sf:
                 rej.writerows(csv.reader(sf))
-        if len(shards) == 1 and keep_masks[0].all():
+        if len(shards) == 1 and keep_masks[0].all() and not opts.train_only:
             n, n_st, n_pts = _adopt_shard(shards[0], out, has_time, opts.n_folds)
         else:
-            n, n_st, n_pts = _copy_shards(shards, keep_masks, out, has_time, opts.n_folds, rej)
+            n, n_st, n_pts = _copy_shards(shards, keep_masks, out, has_time, opts, rej)
     labels = open_array(out, "label", n)
     per_class = np.zeros(len(opts.classes), np.int64)
     for a in range(0, n, MERGE_SLICE):
@@ -87,7 +89,16 @@ def _adopt_shard(shard: Path, out: Path, has_time: bool, n_folds: int) -> tuple[
     return n, counts["stroke_len"], counts["xy"]
 
 
-def _copy_shards(shards, keep_masks, out, has_time, n_folds, rej) -> tuple[int, int, int]:
+def _folds(keys: np.ndarray, sources: pa.Array, opts: PrepareOptions) -> np.ndarray:
+    """Each kept drawing's fold: a hash of its key_id, or TRAIN_ONLY_FOLD for a train-only file's drawings."""
+    fold = fold_of(keys, opts.n_folds)
+    if opts.train_only:
+        mine = np.asarray(pc.is_in(sources, value_set=pa.array(sorted(opts.train_only), pa.string())), bool)
+        fold[mine] = TRAIN_ONLY_FOLD
+    return fold
+
+
+def _copy_shards(shards, keep_masks, out, has_time, opts: PrepareOptions, rej) -> tuple[int, int, int]:
     """Copy the kept rows of every shard, slice by slice, into the final arrays and meta.parquet."""
     names = [*_kept_arrays(has_time), "fold"]
     dst = ArrayAppender(out, names)
@@ -120,11 +131,11 @@ def _copy_shards(shards, keep_masks, out, has_time, n_folds, rej) -> tuple[int, 
             n_pts += int((p1 - p0).sum())
             n_st += int((s1 - s0).sum())
             keys = np.asarray(src["key_id"][idx])
+            table = mb.filter(pa.array(k))
             dst.append("key_id", keys)
             dst.append("label", src["label"][idx])
-            dst.append("fold", fold_of(keys, n_folds))
+            dst.append("fold", _folds(keys, table["source"], opts))
             dst.append("raw", src["raw"][idx])
-            table = mb.filter(pa.array(k))
             meta_writer = meta_writer or pq.ParquetWriter(out / "meta.parquet", table.schema)
             meta_writer.write_table(table)
     n = dst.counts["key_id"]
@@ -150,6 +161,8 @@ def _summary(results, out, opts, per_class, duplicates, n, n_st, n_pts, has_time
     manifest = {"format_version": FORMAT_VERSION, "n_drawings": int(n), "n_strokes": int(n_st),
                 "n_points": int(n_pts), "classes": opts.classes, "n_folds": opts.n_folds,
                 "fold_hash": "splitmix64(key_id) % n_folds", "has_time": bool(has_time)}
+    if opts.train_only:  # their drawings have fold -1: trained on in every fold, validated in none
+        manifest["train_only_sources"] = sorted(opts.train_only)
     (out / "store.json").write_text(json.dumps(manifest, indent=1))
     return {
         "rows": rows, "kept": int(n), "rejected": rejected, "duplicates": duplicates, "filtered": filtered,

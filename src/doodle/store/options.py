@@ -23,6 +23,8 @@ class PrepareOptions:
     collected: str = "accepted"  # which drawings of a collected folder to keep: accepted, all or none
     # per collected folder (resolved path) that is filtered: key_id -> its latest decision ("accept"/"reject")
     decisions: dict[str, dict[int, str]] = field(default_factory=dict)
+    # input files (as their rows' `source`) whose drawings are train-only (fold -1): pseudo-label folders'
+    train_only: set[str] = field(default_factory=set)
 
 
 @dataclass

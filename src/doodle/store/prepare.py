@@ -17,6 +17,10 @@ Collected drawings (`doodle.store.collected`): an .ndjson file whose folder hold
 collected file, whether that folder is given or found under one given. `opts.collected` decides what is kept
 of it: `accepted` (the default) only drawings whose latest decision is accept, `all` every drawing, `none`
 no collected file (skipped, listed in `skipped_files`). `_decisions.ndjson` itself is never read as drawings.
+
+Pseudo-labelled drawings (`doodle.store.sources`): the drawing files of a folder holding `_pseudo.json` (as
+`tools/pseudo.py` writes it) get fold -1, so no fold ever validates on them; the folder's labels must have been
+chosen among exactly the store's classes, else prepare stops before reading anything.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from tqdm import tqdm
 from doodle.drawing.batch import Batch, FileFormatError, Reject, concat_batches
 from doodle.errors import UserError
 from doodle.store import collected as coll
+from doodle.store import sources
 from doodle.store.format import ARRAYS, ArrayAppender, array_path
 from doodle.store.kaggle_csv import parse_csv_header
 from doodle.store.merge import SHARD_ARRAYS, merge_shards
@@ -249,6 +254,7 @@ def prepare(src: list[Path], out: Path, opts: PrepareOptions, workers: int = 1) 
         raise FileNotFoundError(f"no .csv or .ndjson drawing files under {', '.join(map(str, src))}")
     opts = replace(opts, decisions={})  # filled here for this run's collected folders; the caller's untouched
     collected_summary = _load_decisions(files + [Path(s["file"]) for s in skipped], opts)
+    opts, pseudo_summary = _pseudo_files(files, opts)
     _check_replaceable(out, files)
     tmp = out / ".shards"
     if out.exists():
@@ -270,12 +276,25 @@ def prepare(src: list[Path], out: Path, opts: PrepareOptions, workers: int = 1) 
     summary = merge_shards([j[1] for j in jobs], results, out, opts)
     summary["skipped_files"] = skipped
     summary["collected"] = collected_summary | {"left_out": summary.pop("left_out_per_reason")}
+    summary["pseudo"] = pseudo_summary
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     shutil.rmtree(tmp)
     return summary
 
 
 COLLECTED_MODES = ("accepted", "all", "none")
+
+
+def _pseudo_files(files: list[Path], opts: PrepareOptions) -> tuple[PrepareOptions, dict]:
+    """Mark the files of pseudo-label folders train-only (fold -1), after checking each folder's labels were
+    chosen among this store's classes; their manifests (without the class list) for the summary."""
+    folders = sorted({p.parent for p in files if sources.is_pseudo_folder(p.parent)})
+    summary = {}
+    for folder in folders:
+        manifest = sources.check_pseudo_classes(folder, opts.classes)
+        summary[str(folder)] = {k: v for k, v in manifest.items() if k != "classes"}
+    train_only = {str(p) for p in files if p.parent in folders}
+    return replace(opts, train_only=opts.train_only | train_only), summary
 
 
 def _load_decisions(files: list[Path], opts: PrepareOptions) -> dict:

@@ -35,6 +35,7 @@ class Split:
     train_idx: np.ndarray
     val_idx: np.ndarray
     store_to_model: np.ndarray  # store label -> model label (-1 = class not used)
+    train_weight: np.ndarray | None = None  # sampling weight of each training drawing (None: all equal)
 
     def targets(self, store: Store, idx: np.ndarray) -> np.ndarray:
         return self.store_to_model[np.asarray(store.label[idx])]
@@ -68,14 +69,24 @@ def make_split(store: Store, cfg: Config, fold: int) -> Split:
     usable = store_to_model[label] >= 0
     if cfg.data.max_drawings:
         usable &= np.arange(len(label)) < cfg.data.max_drawings
-    fold_arr = np.asarray(store.fold)
-    train_idx = np.flatnonzero(usable & (fold_arr != fold))
+    fold_arr = np.asarray(store.fold)  # -1: a train-only drawing (pseudo-labelled), in no validation fold
+    train_idx = np.flatnonzero(usable & (fold_arr != fold) & ~np.isin(fold_arr, _excluded(cfg, fold, store)))
     val_idx = np.flatnonzero(usable & (fold_arr == fold))
     if cfg.data.val_per_class:
         val_idx = cap_per_class(val_idx, label[val_idx], np.asarray(store.key_id)[val_idx], cfg.data.val_per_class)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise UserError(f"fold {fold} leaves {len(train_idx)} training and {len(val_idx)} validation drawings")
     return Split(classes, train_idx, val_idx, store_to_model)
+
+
+def _excluded(cfg: Config, fold: int, store: Store) -> list[int]:
+    """data.exclude_folds, checked against the store's folds and the validation fold."""
+    bad = [k for k in cfg.data.exclude_folds if k >= store.info.n_folds or k == fold]
+    if bad:
+        raise UserError(f"data.exclude_folds: fold {bad[0]} is "
+                        + (f"the validation fold (--fold {fold})" if bad[0] == fold
+                           else f"not in the store (folds 0..{store.info.n_folds - 1})"))
+    return list(cfg.data.exclude_folds)
 
 
 def cap_per_class(idx: np.ndarray, labels: np.ndarray, key_id: np.ndarray, cap: int) -> np.ndarray:
@@ -115,11 +126,15 @@ class QuotaSampler(Sampler):
     """
 
     def __init__(self, idx: np.ndarray, targets: np.ndarray, n_classes: int, quotas: np.ndarray,
-                 batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+                 batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 weights: np.ndarray | None = None):
         idx, targets = np.asarray(idx), np.asarray(targets)
         order = np.argsort(targets, kind="stable")  # class by class, store order kept within each class
         bounds = np.searchsorted(targets[order], np.arange(n_classes + 1))
         self.by_class = np.split(idx[order], bounds)[1:-1]  # labels outside 0..n_classes-1 dropped
+        # weights (> 0, one per idx: data.source_weights): each class's draws in proportion to them
+        self.by_class_p = None if weights is None else [
+            w / w.sum() if len(w) else w for w in np.split(np.asarray(weights, np.float64)[order], bounds)[1:-1]]
         self.quotas = np.asarray(quotas, np.int64)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch = 0
@@ -132,10 +147,11 @@ class QuotaSampler(Sampler):
     def epoch_indices(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch])
         parts = []
-        for members, q in zip(self.by_class, self.quotas, strict=True):
+        for c, (members, q) in enumerate(zip(self.by_class, self.quotas, strict=True)):
             if q <= 0 or len(members) == 0:
                 continue
-            parts.append(rng.choice(members, size=int(q), replace=bool(q > len(members))))
+            p = None if self.by_class_p is None else self.by_class_p[c]
+            parts.append(rng.choice(members, size=int(q), replace=bool(q > len(members)), p=p))
         allidx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         rng.shuffle(allidx)
         chunk = self.batch_size * self.world_size

@@ -63,6 +63,7 @@ from doodle.train.records import (
     truncate_csv,
 )
 from doodle.train.rng import rng_state, seed_everything, set_rng_state
+from doodle.train.sources import apply_sources
 from doodle.train.swa import WeightAverage, build_average, save_average
 
 log = logging.getLogger("train")
@@ -107,7 +108,8 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
     model = build_model(cfg, n_cls, raster_spec(cfg).channels).to(device)
     model, state = build_train_state(cfg, model, kind, device, plan.epochs)
     targets = split.targets(store, split.train_idx)
-    sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, plan.batch_size, args.seed, d.rank, d.world)
+    sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, plan.batch_size, args.seed, d.rank, d.world,
+                           split.train_weight)
     train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed, soft=soft)
     if soft is not None:
         state.distill = DistillLoss(cfg.distill.alpha, cfg.distill.temperature)
@@ -248,7 +250,7 @@ def main(argv=None) -> int:
     cli.setup_logging(logging.INFO if d.main else logging.WARNING, logfile=str(run.log) if d.main else None)
     seed_everything(args.seed, cfg.train.deterministic)
     store = Store(cfg.data.store)
-    split = make_split(store, cfg, args.fold)
+    split = apply_sources(store, cfg, make_split(store, cfg, args.fold))
     # the teachers' pass is made once and kept in the run folder: outside the student's time budget
     soft = (soft_targets(cfg, run.root, store, split, args.fold, device, d.main, not args.no_progress and d.main)
             if cfg.distill.enabled else None)
