@@ -177,7 +177,7 @@ def store_logits(lr: LoadedRun, store: Store, split: Split, idx: np.ndarray, tta
                  batch_size: int = 256) -> np.ndarray:
     """Logits (N, C) of the drawings `idx` of the store, rendered as the run renders them (`tta`: none | flip)."""
     loaders = eval_loaders(store, split, lr.cfg, lr.input_kind, fixed_batches(np.asarray(idx), batch_size), 0, tta)
-    return evaluate(lr.model, loaders, lr.device, lr.precision, progress=False)["logits"]
+    return evaluate(lr.model, loaders, lr.device, lr.precision, lr.channels_last, progress=False)["logits"]
 
 
 def member_folder(path: str | Path, store: str | Path | None = None) -> Path:
