@@ -33,10 +33,12 @@ class Split:
     classes: list[str]
     train_idx: np.ndarray
     val_idx: np.ndarray
-    store_to_model: np.ndarray  # store label -> model label (-1 = class not used)
+    store_to_model: np.ndarray  # store label -> model label (-1 = class not used), int16 like the store's labels
 
-    def targets(self, store: Store, idx: np.ndarray) -> np.ndarray:
-        return self.store_to_model[np.asarray(store.label[idx])]
+    def targets(self, store: Store, idx: np.ndarray, dtype=np.int64) -> np.ndarray:
+        """Model labels of store drawings `idx` (int64, as the loss takes them; the sampler asks for int16,
+        2 bytes a training drawing)."""
+        return self.store_to_model[np.asarray(store.label[idx])].astype(dtype, copy=False)
 
 
 def select_classes(store: Store, spec) -> list[str]:
@@ -61,20 +63,58 @@ def make_split(store: Store, cfg: Config, fold: int) -> Split:
     classes = select_classes(store, cfg.data.classes)
     if not classes:
         raise UserError(f"no classes selected from store {store.root}")
-    store_to_model = np.full(len(store.classes), -1, np.int64)
+    store_to_model = np.full(len(store.classes), -1, np.int16)
     store_to_model[[store.classes.index(c) for c in classes]] = np.arange(len(classes))
     label = np.asarray(store.label)
-    usable = store_to_model[label] >= 0
+    usable = (store_to_model >= 0)[label]  # a bool per drawing; no int64 temporary
     if cfg.data.max_drawings:
-        usable &= np.arange(len(label)) < cfg.data.max_drawings
+        usable[cfg.data.max_drawings :] = False
     fold_arr = np.asarray(store.fold)
-    train_idx = np.flatnonzero(usable & (fold_arr != fold))
-    val_idx = np.flatnonzero(usable & (fold_arr == fold))
+    train_idx = flatnonzero_compact(usable & (fold_arr != fold))
+    val_idx = flatnonzero_compact(usable & (fold_arr == fold))
     if cfg.data.val_per_class:
         val_idx = cap_per_class(val_idx, label[val_idx], np.asarray(store.key_id)[val_idx], cfg.data.val_per_class)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise UserError(f"fold {fold} leaves {len(train_idx)} training and {len(val_idx)} validation drawings")
     return Split(classes, train_idx, val_idx, store_to_model)
+
+
+def index_dtype(n: int) -> type:
+    """Indices into n drawings: int32 (4 bytes) below 2**31 drawings, 40 times Kaggle's 49.7M; else int64."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def flatnonzero_compact(mask: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """`np.flatnonzero(mask)` as `index_dtype(len(mask))`, made a chunk at a time (never N int64s at once)."""
+    dtype = index_dtype(len(mask))
+    parts = [np.flatnonzero(mask[a : a + chunk]).astype(dtype) + dtype(a) for a in range(0, len(mask), chunk)]
+    return np.concatenate([np.zeros(0, dtype), *parts])
+
+
+def group_by_class(idx: np.ndarray, targets: np.ndarray, n_classes: int, chunk: int = 1 << 20) -> list[np.ndarray]:
+    """Members of each class 0..n_classes-1 (`idx` where `targets` is c, in `idx` order; other targets left
+    out) as views of one array of idx's dtype: a stable counting sort done a chunk at a time, so no N-long
+    int64 argsort is ever held."""
+    idx, targets = np.asarray(idx), np.asarray(targets)
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for a in range(0, len(targets), chunk):
+            t = targets[a : a + chunk]
+            keep = (t >= 0) & (t < n_classes)
+            yield t[keep], idx[a : a + chunk][keep]
+
+    counts = sum((np.bincount(t, minlength=n_classes) for t, _ in chunks()), np.zeros(n_classes, np.int64))
+    out = np.empty(int(counts.sum()), idx.dtype)
+    put = np.concatenate([[0], np.cumsum(counts)])
+    bounds = put.copy()
+    for t, members in chunks():
+        order = np.argsort(t, kind="stable")
+        ends = np.searchsorted(t[order], np.arange(n_classes + 1))
+        for c in np.flatnonzero(np.diff(ends)):
+            piece = members[order[ends[c] : ends[c + 1]]]
+            out[put[c] : put[c] + len(piece)] = piece
+            put[c] += len(piece)
+    return np.split(out, bounds[1:-1])
 
 
 def cap_per_class(idx: np.ndarray, labels: np.ndarray, key_id: np.ndarray, cap: int) -> np.ndarray:
@@ -115,10 +155,7 @@ class QuotaSampler(Sampler):
 
     def __init__(self, idx: np.ndarray, targets: np.ndarray, n_classes: int, quotas: np.ndarray,
                  batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
-        idx, targets = np.asarray(idx), np.asarray(targets)
-        order = np.argsort(targets, kind="stable")  # class by class, store order kept within each class
-        bounds = np.searchsorted(targets[order], np.arange(n_classes + 1))
-        self.by_class = np.split(idx[order], bounds)[1:-1]  # labels outside 0..n_classes-1 dropped
+        self.by_class = group_by_class(idx, targets, n_classes)  # store order kept within each class
         self.quotas = np.asarray(quotas, np.int64)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch = 0
@@ -181,7 +218,7 @@ class BatchDataset(Dataset):
             d = flip_x(d)
         out = {"key_id": torch.from_numpy(np.asarray(self.source.key_id[idx]))}
         if self.split is not None:
-            out["target"] = torch.from_numpy(self.split.targets(self.source, idx))
+            out["target"] = torch.from_numpy(self.split.targets(self.source, idx))  # int64
         out.update(make_inputs(d, self.cfg, self.spec, self.input_kind, self.albu, rng))
         return out
 
