@@ -294,3 +294,25 @@ def test_crlf_blocks_take_the_whole_block_splitter():
     lf, crlf = 'a,"[[1]]",c\nd,"[[2]]",f\n', 'a,"[[1]]",c\r\nd,"[[2]]",f\r\n'
     assert _split_clean(crlf, 3, 1) == _split_clean(lf, 3, 1) == [["a", "d"], ["[[1]]", "[[2]]"], ["c", "f"]]
     assert _split_clean('a,"[[1]]",c\rd,"[[2]]",f\n', 3, 1) is None  # a lone CR: the careful per-line path
+
+
+@pytest.mark.parametrize("bucket_rows", [1, 7, 10**6])
+def test_first_occurrences_in_buckets_match_one_sort(tmp_path, bucket_rows):
+    """The bucketed de-duplication (bounded memory) keeps what one argsort of every key_id keeps."""
+    from doodle.store.merge import _first_occurrences
+
+    rng = np.random.default_rng(0)
+    keys = [rng.integers(1, 60, n) * 10**15 + 7 for n in (0, 40, 25, 33)]  # many repeats, within and across shards
+    shards = []
+    for i, k in enumerate(keys):
+        shard = tmp_path / f"{i:05d}"
+        shard.mkdir()
+        k.astype(np.int64).tofile(array_path(shard, "key_id"))
+        (shard / "counts.json").write_text(json.dumps({"key_id": len(k)}))
+        shards.append(shard)
+    allk = np.concatenate(keys)
+    expect = np.zeros(len(allk), bool)
+    expect[np.unique(allk, return_index=True)[1]] = True  # the first row of each key
+    got = _first_occurrences(shards, bucket_rows)
+    assert [len(m) for m in got] == [len(k) for k in keys]
+    assert np.array_equal(np.concatenate(got), expect) and 0 < expect.sum() < len(allk)

@@ -106,6 +106,53 @@ def test_same_seed_same_bytes_other_seed_differs(made, source340, tmp_path):
         assert (other / rel).read_bytes() != (made / rel).read_bytes(), rel
 
 
+def test_any_number_of_workers_gives_the_same_bytes(made, source340, tmp_path):
+    two = tmp_path / "two"
+    assert run(["--from", str(source340), "--out", str(two), "--rows", "20k", "--test-rows", "1k", "--workers", "2"]) == 0
+    files = sorted(p.relative_to(made) for p in made.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file()) and len(files) == 342
+    for rel in files:
+        assert (two / rel).read_bytes() == (made / rel).read_bytes(), rel
+
+
+def moved_by_numpy(d: Drawings, rng: np.random.Generator) -> Drawings:
+    """The compiled `move_drawings`, written with numpy arrays (its first version): the reference."""
+    m, shift = synth.random_affine(len(d), synth.MOVE, rng)
+    own = np.repeat(np.arange(len(d)), d.points_per_drawing())
+    x, y = d.xy[:, 0].astype(np.float32) - synth.CENTRE, d.xy[:, 1].astype(np.float32) - synth.CENTRE
+    m, shift = m.astype(np.float32)[own], (shift.astype(np.float32) + synth.CENTRE)[own]
+    noise = rng.standard_normal((2, len(x)), dtype=np.float32) * np.float32(synth.MOVE.point_jitter)
+    xy = np.stack([m[:, 0, 0] * x + m[:, 0, 1] * y + shift[:, 0] + noise[0],
+                   m[:, 1, 0] * x + m[:, 1, 1] * y + shift[:, 1] + noise[1]], axis=1)
+    starts = d.offsets()[1][:-1]
+    lo, hi = np.minimum.reduceat(xy, starts, axis=0), np.maximum.reduceat(xy, starts, axis=0)
+    fit = np.minimum(np.float32(1.0), np.float32(255.0) / np.maximum((hi - lo).max(axis=1), 1e-6))
+    mid = (lo + hi) / 2
+    lo, hi = mid + (lo - mid) * fit[:, None], mid + (hi - mid) * fit[:, None]
+    move = np.maximum(-lo, 0) - np.maximum(hi - 255, 0)
+    q = np.clip(np.rint((xy - mid[own]) * fit[own, None] + mid[own] + move[own]), 0, 255).astype(np.uint8)
+    stroke_starts = np.concatenate([[0], np.cumsum(d.stroke_len[:-1], dtype=np.int64)])
+    keep = np.zeros(len(q), bool)
+    keep[stroke_starts] = True
+    keep[1:] |= (q[1:] != q[:-1]).any(axis=1)
+    slen = np.add.reduceat(keep.astype(np.int32), stroke_starts).astype(np.int32)
+    return Drawings(q[keep], np.full(keep.sum(), -1, np.int32), slen, d.n_strokes)
+
+
+def test_compiled_move_matches_numpy(sample_dir):
+    batch = next(read_csv(sample_dir / "train_simplified" / "bear.csv"))[0]
+    d = Drawings(batch.xy, batch.t, batch.stroke_len, batch.n_strokes)
+    idx = np.r_[np.arange(len(d))[::-1], 5, 0, 5]  # any order, repeats allowed
+    ours = synth.move_drawings(d, np.random.default_rng(7), idx)
+    theirs = moved_by_numpy(d.take(idx), np.random.default_rng(7))
+    for a in ("xy", "stroke_len", "n_strokes"):
+        assert np.array_equal(getattr(ours, a), getattr(theirs, a)), a
+    assert len(ours.xy) < len(d.take(idx).xy)  # some rounded points were repeats, and are gone
+    with pytest.raises(ValueError, match="uint8"):
+        format_train_rows(Drawings(d.xy.astype(np.float32), d.t, d.stroke_len, d.n_strokes), batch.key_id,
+                          np.full((len(d), 2), 65, np.uint8), np.ones(len(d), bool), np.zeros(len(d), np.int64), "x")
+
+
 def test_prepare_reads_it_all(made, tmp_path):
     store = tmp_path / "store"
     assert cli.run(command_module(ROOT / "tools" / "prepare.py").main, ["--src", str(made), "--out", str(store)]) == 0

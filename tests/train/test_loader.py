@@ -117,3 +117,31 @@ def test_quota_sampler_batches_through_the_loader(store, cfg, split):
     targets = torch.cat([b["target"] for b in out])
     assert targets.min() >= 0 and targets.max() < n_classes
 
+
+
+def test_split_indices_are_int32_and_those_of_plain_numpy(store, cfg, split):
+    """4 bytes a training drawing (not int64's 8): the index arrays grow with the store."""
+    label, fold = np.asarray(store.label), np.asarray(store.fold)
+    used = np.isin(label, [store.classes.index(c) for c in split.classes])
+    assert split.train_idx.dtype == split.val_idx.dtype == np.int32
+    assert np.array_equal(split.train_idx, np.flatnonzero(used & (fold != 0)))
+    assert np.array_equal(split.val_idx, np.flatnonzero(used & (fold == 0)))
+    t = split.targets(store, split.train_idx)
+    assert t.dtype == np.int64 and np.array_equal(split.targets(store, split.train_idx, np.int16), t)
+    ds = BatchDataset(store, split, cfg)
+    assert ds[split.train_idx[:4].tolist()]["target"].dtype == torch.int64  # what the loss takes
+
+
+@pytest.mark.parametrize("chunk", [1, 13, 1 << 20])
+def test_group_by_class_is_a_stable_sort_by_class_in_chunks(chunk):
+    from doodle.train.data import flatnonzero_compact, group_by_class
+
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(10**6, 3000, replace=False)).astype(np.int32)
+    t = rng.integers(-1, 9, len(idx)).astype(np.int16)  # -1 and 7, 8: outside the 7 classes, left out
+    order = np.argsort(t, kind="stable")
+    expect = np.split(idx[order], np.searchsorted(t[order], np.arange(8)))[1:-1]
+    got = group_by_class(idx, t, 7, chunk)
+    assert len(got) == 7 and all(g.dtype == np.int32 and np.array_equal(g, e) for g, e in zip(got, expect, strict=True))
+    mask = rng.random(5000) < 0.3
+    assert np.array_equal(flatnonzero_compact(mask, chunk), np.flatnonzero(mask))

@@ -42,7 +42,8 @@ def calibration_feeds(lr: LoadedRun, store: Store, split: Split, n: int, batch: 
 
 def with_onnx(lr: LoadedRun, data: bytes, name: str) -> LoadedRun:
     """The run with its network replaced by the ONNX model `data` (onnxruntime, CPU)."""
-    return dataclasses.replace(lr, model=OrtModule(ort_session(data, name), INPUT_NAMES[lr.input_kind]))
+    return dataclasses.replace(lr, model=OrtModule(ort_session(data, name), INPUT_NAMES[lr.input_kind]),
+                               channels_last=False)  # onnxruntime takes NCHW arrays
 
 
 def agreement(ref: np.ndarray, other: np.ndarray) -> dict:

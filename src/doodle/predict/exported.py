@@ -22,7 +22,7 @@ from torch import nn
 from doodle.config import Config as ConfigType
 from doodle.config import ConfigError, from_dict
 from doodle.models.factory import build_model, input_kind_of
-from doodle.predict.loaded_run import LoadedRun, load_run, temperature_of
+from doodle.predict.loaded_run import LoadedRun, inference_layout, load_run, temperature_of
 from doodle.predict.package import ExportError, read_package
 from doodle.render.raster import raster_spec
 from doodle.runs.folder import RunDir, save_logits
@@ -99,13 +99,13 @@ def _config(config: dict, name: str) -> ConfigType:
 
 
 def _loaded(path: Path, cfg: ConfigType, facts: dict, classes: list[str], model: nn.Module,
-            metrics: dict) -> LoadedRun:
+            metrics: dict, channels_last: bool = False) -> LoadedRun:
     cpu = torch.device("cpu")
     metrics = metrics if isinstance(metrics, dict) else {}
     acc = metrics.get("per_class_acc")
     acc = None if acc is None else np.asarray(acc, np.float32)
     return LoadedRun(output_dir(path, int(facts.get("fold", 0))), cfg, facts, classes, model.eval(), cpu,
-                     resolve_precision("off", cpu), acc, temperature_of(metrics.get("val/temperature")))
+                     resolve_precision("off", cpu), acc, temperature_of(metrics.get("val/temperature")), channels_last)
 
 
 def load_onnx(path: str | Path) -> LoadedRun:
@@ -145,7 +145,8 @@ def load_package(path: str | Path) -> LoadedRun:
     except RuntimeError as e:
         raise ExportError(f"{path}: weights do not fit model {cfg.model.name} "
                           f"({str(e).splitlines()[0][:120]})") from None
-    return _loaded(path, cfg, pkg.facts, pkg.classes, model, pkg.metrics)
+    channels_last = inference_layout(model, torch.device("cpu"), input_kind_of(cfg))  # as load_run: the same logits
+    return _loaded(path, cfg, pkg.facts, pkg.classes, model, pkg.metrics, channels_last)
 
 
 def load_exported(path: str | Path) -> LoadedRun:
@@ -177,7 +178,7 @@ def store_logits(lr: LoadedRun, store: Store, split: Split, idx: np.ndarray, tta
                  batch_size: int = 256) -> np.ndarray:
     """Logits (N, C) of the drawings `idx` of the store, rendered as the run renders them (`tta`: none | flip)."""
     loaders = eval_loaders(store, split, lr.cfg, lr.input_kind, fixed_batches(np.asarray(idx), batch_size), 0, tta)
-    return evaluate(lr.model, loaders, lr.device, lr.precision, progress=False)["logits"]
+    return evaluate(lr.model, loaders, lr.device, lr.precision, lr.channels_last, progress=False)["logits"]
 
 
 def member_folder(path: str | Path, store: str | Path | None = None) -> Path:

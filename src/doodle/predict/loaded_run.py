@@ -36,6 +36,7 @@ class LoadedRun:
     precision: Precision
     per_class_acc: np.ndarray | None
     temperature: float = 1.0  # calibration: logits / T (fitted on validation at the end of training)
+    channels_last: bool = False  # the network's weights (and so its inputs) in NHWC
 
     @property
     def spec(self) -> RasterSpec:
@@ -60,12 +61,20 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {run.best} does not fit model {cfg.model.name} "
                               f"({str(e).splitlines()[0][:120]})") from None
-    model.to(device).eval()
+    channels_last = inference_layout(model, device, input_kind_of(cfg))
     acc = ckpt.get("per_class_acc")
     # a GPU run's amp does not follow it to a CPU (fp16 needs CUDA; CPU bf16 autocast is slow)
     precision = resolve_precision(cfg.train.amp if device.type == "cuda" else "off", device)
     return LoadedRun(run, cfg, facts, classes, model, device, precision, acc.numpy() if acc is not None else None,
-                     temperature_of(ckpt.get("temperature")))
+                     temperature_of(ckpt.get("temperature")), channels_last)
+
+
+def inference_layout(model: nn.Module, device: torch.device, input_kind: str) -> bool:
+    """Move `model` to `device` in eval mode, in NHWC (channels_last) when it is an image model; whether it is.
+    NHWC on every device: on this 2-core CPU ResNet18 at 64 px runs 1.3-1.5x faster (oneDNN's own layout)."""
+    channels_last = input_kind == "image"
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    return channels_last
 
 
 def temperature_of(value) -> float:
@@ -78,7 +87,7 @@ def predict_drawings(lr: LoadedRun, d: Drawings) -> np.ndarray:
     """Logits (B, C) float32 for a batch of drawings, rendered with the run's own config."""
     batch = make_inputs(d, lr.cfg, lr.spec, lr.input_kind)
     with lr.precision.autocast():
-        logits = forward(lr.model, to_input(batch, lr.device, channels_last=False))
+        logits = forward(lr.model, to_input(batch, lr.device, lr.channels_last))
     return logits.float().cpu().numpy()
 
 

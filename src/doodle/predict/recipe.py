@@ -101,7 +101,7 @@ def run_predictions(lr, batch: Batch, batch_size: int, tta: str, workers: int) -
     """Logits for every row of `batch`, rendered by the training dataset code in DataLoader workers."""
     order = fixed_batches(np.arange(len(batch)), batch_size)
     loaders = eval_loaders(batch, None, lr.cfg, lr.input_kind, order, workers, tta)
-    out = evaluate(lr.model, loaders, lr.device, lr.precision, channels_last=False)
+    out = evaluate(lr.model, loaders, lr.device, lr.precision, lr.channels_last)
     assert np.array_equal(out["key_id"], batch.key_id), "prediction order lost"
     return out["logits"]
 

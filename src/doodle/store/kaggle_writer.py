@@ -38,6 +38,22 @@ def _put_uint(buf, i, v):
 
 
 @numba.njit(cache=True, inline="always")
+def _put_coord(buf, i, v):
+    """Decimal digits of a coordinate 0 <= v <= 255, without the general loop (most of a row's bytes)."""
+    if v >= 100:
+        buf[i] = 48 + v // 100
+        buf[i + 1] = 48 + (v // 10) % 10
+        buf[i + 2] = 48 + v % 10
+        return i + 3
+    if v >= 10:
+        buf[i] = 48 + v // 10
+        buf[i + 1] = 48 + v % 10
+        return i + 2
+    buf[i] = 48 + v
+    return i + 1
+
+
+@numba.njit(cache=True, inline="always")
 def _put_padded(buf, i, v, width):
     """v >= 0 as exactly `width` digits (zero-padded)."""
     for k in range(width - 1, -1, -1):
@@ -80,7 +96,7 @@ def _put_drawing(buf, i, xy, slen, s0, s1, p):
                     buf[i] = 44
                     buf[i + 1] = 32
                     i += 2
-                i = _put_uint(buf, i, np.int64(xy[p + k, c]))
+                i = _put_coord(buf, i, np.int32(xy[p + k, c]))
         buf[i] = 93
         buf[i + 1] = 93
         i += 2
@@ -165,31 +181,45 @@ def _codes(countrycode: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(codes)
 
 
+def _coords(d: Drawings) -> np.ndarray:
+    if d.xy.dtype != np.uint8:  # the simplified 0..255 grid; 3 digits at most (`_capacity`, `_put_coord`)
+        raise ValueError(f"drawings to write must be uint8 points, got {d.xy.dtype}")
+    return d.xy
+
+
 def _capacity(d: Drawings, extra_per_row: int) -> int:
     # a coordinate takes at most 3 digits + ", ", a stroke at most 10 brackets and separators
     return 10 * len(d.xy) + 10 * len(d.stroke_len) + len(d) * extra_per_row + 16
+
+
+def format_train_array(d: Drawings, key_id: np.ndarray, countrycode: np.ndarray, recognized: np.ndarray,
+                      timestamp_us: np.ndarray, word: str) -> np.ndarray:
+    """`format_train_rows` as a uint8 array, to write without a copy (`file.write(array)`)."""
+    w = np.frombuffer(word.encode("utf-8"), np.uint8)
+    n = len(d)
+    assert len(key_id) == len(countrycode) == len(recognized) == len(timestamp_us) == n
+    assert (np.asarray(key_id) >= 0).all() and (np.asarray(timestamp_us) >= 0).all()
+    return _format_rows(_coords(d), d.stroke_len, d.n_strokes, np.asarray(key_id, np.int64), _codes(countrycode),
+                        np.asarray(recognized, np.bool_), np.asarray(timestamp_us, np.int64), w, False,
+                        _capacity(d, 80 + len(w)))
 
 
 def format_train_rows(d: Drawings, key_id: np.ndarray, countrycode: np.ndarray, recognized: np.ndarray,
                timestamp_us: np.ndarray, word: str) -> bytes:
     """Kaggle train rows (no header) of uint8 drawings `d`; `countrycode` (n, 2) uint8, `recognized` (n,)
     bool, `timestamp_us` (n,) int64 microseconds since 1970 (UTC)."""
-    w = np.frombuffer(word.encode("utf-8"), np.uint8)
+    return format_train_array(d, key_id, countrycode, recognized, timestamp_us, word).tobytes()
+
+
+def format_test_array(d: Drawings, key_id: np.ndarray, countrycode: np.ndarray) -> np.ndarray:
+    """`format_test_rows` as a uint8 array, to write without a copy."""
     n = len(d)
-    assert len(key_id) == len(countrycode) == len(recognized) == len(timestamp_us) == n
-    assert (np.asarray(key_id) >= 0).all() and (np.asarray(timestamp_us) >= 0).all()
-    out = _format_rows(d.xy, d.stroke_len, d.n_strokes, np.asarray(key_id, np.int64), _codes(countrycode),
-                       np.asarray(recognized, np.bool_), np.asarray(timestamp_us, np.int64), w, False,
-                       _capacity(d, 80 + len(w)))
-    return out.tobytes()
+    assert len(key_id) == len(countrycode) == n and (np.asarray(key_id) >= 0).all()
+    none = np.zeros(n, np.int64)
+    return _format_rows(_coords(d), d.stroke_len, d.n_strokes, np.asarray(key_id, np.int64), _codes(countrycode),
+                        none.astype(np.bool_), none, np.zeros(0, np.uint8), True, _capacity(d, 40))
 
 
 def format_test_rows(d: Drawings, key_id: np.ndarray, countrycode: np.ndarray) -> bytes:
     """Kaggle test rows (`key_id,countrycode,drawing`, no header) of uint8 drawings `d`."""
-    n = len(d)
-    assert len(key_id) == len(countrycode) == n and (np.asarray(key_id) >= 0).all()
-    none = np.zeros(n, np.int64)
-    out = _format_rows(d.xy, d.stroke_len, d.n_strokes, np.asarray(key_id, np.int64), _codes(countrycode),
-                       none.astype(np.bool_), none, np.zeros(0, np.uint8), True, _capacity(d, 40))
-    return out.tobytes()
-
+    return format_test_array(d, key_id, countrycode).tobytes()

@@ -1,6 +1,6 @@
 """Make a Kaggle-shaped data set of any size from real drawings, each one moved by a random affine.
 
-    python tools/synthesize.py --out input/synth --rows 49.7M [--test-rows 112199] [--seed 0] [--from SRC]
+    python tools/synthesize.py --out input/synth --rows 49.7M [--test-rows 112199] [--seed 0] [--from SRC] [--workers 2]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     p.add_argument("--from", dest="src", type=Path, default=Path("../shared/data/quickdraw"),
                    help="real drawings: a folder of Kaggle <word>.csv (or with train_simplified/), or a store")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes making classes in parallel (the files are the same for any number)")
     p.add_argument("--no-progress", action="store_true")
     return cli.add_debug_flag(p).parse_args(argv)
 
@@ -50,8 +52,10 @@ def main(argv=None) -> int:
         raise cli.UserError(f"--rows: {args.rows!r}: at least 1 row")
     if args.seed < 0:
         raise cli.UserError(f"--seed must be 0 or more, got {args.seed}")
+    if args.workers < 1:
+        raise cli.UserError(f"--workers must be 1 or more, got {args.workers}")
     summary = synthesize(open_class_source(args.src), args.out, rows, test_rows, args.seed,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, workers=args.workers)
     print(json.dumps(summary))
     return 0
 

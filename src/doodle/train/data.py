@@ -34,11 +34,13 @@ class Split:
     classes: list[str]
     train_idx: np.ndarray
     val_idx: np.ndarray
-    store_to_model: np.ndarray  # store label -> model label (-1 = class not used)
+    store_to_model: np.ndarray  # store label -> model label (-1 = class not used), int16 like the store's labels
     train_weight: np.ndarray | None = None  # sampling weight of each training drawing (None: all equal)
 
-    def targets(self, store: Store, idx: np.ndarray) -> np.ndarray:
-        return self.store_to_model[np.asarray(store.label[idx])]
+    def targets(self, store: Store, idx: np.ndarray, dtype=np.int64) -> np.ndarray:
+        """Model labels of store drawings `idx` (int64, as the loss takes them; the sampler asks for int16,
+        2 bytes a training drawing)."""
+        return self.store_to_model[np.asarray(store.label[idx])].astype(dtype, copy=False)
 
 
 def select_classes(store: Store, spec) -> list[str]:
@@ -63,15 +65,15 @@ def make_split(store: Store, cfg: Config, fold: int) -> Split:
     classes = select_classes(store, cfg.data.classes)
     if not classes:
         raise UserError(f"no classes selected from store {store.root}")
-    store_to_model = np.full(len(store.classes), -1, np.int64)
+    store_to_model = np.full(len(store.classes), -1, np.int16)
     store_to_model[[store.classes.index(c) for c in classes]] = np.arange(len(classes))
     label = np.asarray(store.label)
-    usable = store_to_model[label] >= 0
+    usable = (store_to_model >= 0)[label]  # a bool per drawing; no int64 temporary
     if cfg.data.max_drawings:
-        usable &= np.arange(len(label)) < cfg.data.max_drawings
+        usable[cfg.data.max_drawings :] = False
     fold_arr = np.asarray(store.fold)  # -1: a train-only drawing (pseudo-labelled), in no validation fold
-    train_idx = np.flatnonzero(usable & (fold_arr != fold) & ~np.isin(fold_arr, _excluded(cfg, fold, store)))
-    val_idx = np.flatnonzero(usable & (fold_arr == fold))
+    train_idx = flatnonzero_compact(usable & (fold_arr != fold) & ~np.isin(fold_arr, _excluded(cfg, fold, store)))
+    val_idx = flatnonzero_compact(usable & (fold_arr == fold))
     if cfg.data.val_per_class:
         val_idx = cap_per_class(val_idx, label[val_idx], np.asarray(store.key_id)[val_idx], cfg.data.val_per_class)
     if len(train_idx) == 0 or len(val_idx) == 0:
@@ -87,6 +89,44 @@ def _excluded(cfg: Config, fold: int, store: Store) -> list[int]:
                         + (f"the validation fold (--fold {fold})" if bad[0] == fold
                            else f"not in the store (folds 0..{store.info.n_folds - 1})"))
     return list(cfg.data.exclude_folds)
+
+
+def index_dtype(n: int) -> type:
+    """Indices into n drawings: int32 (4 bytes) below 2**31 drawings, 40 times Kaggle's 49.7M; else int64."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def flatnonzero_compact(mask: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """`np.flatnonzero(mask)` as `index_dtype(len(mask))`, made a chunk at a time (never N int64s at once)."""
+    dtype = index_dtype(len(mask))
+    parts = [np.flatnonzero(mask[a : a + chunk]).astype(dtype) + dtype(a) for a in range(0, len(mask), chunk)]
+    return np.concatenate([np.zeros(0, dtype), *parts])
+
+
+def group_by_class(idx: np.ndarray, targets: np.ndarray, n_classes: int, chunk: int = 1 << 20) -> list[np.ndarray]:
+    """Members of each class 0..n_classes-1 (`idx` where `targets` is c, in `idx` order; other targets left
+    out) as views of one array of idx's dtype: a stable counting sort done a chunk at a time, so no N-long
+    int64 argsort is ever held."""
+    idx, targets = np.asarray(idx), np.asarray(targets)
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for a in range(0, len(targets), chunk):
+            t = targets[a : a + chunk]
+            keep = (t >= 0) & (t < n_classes)
+            yield t[keep], idx[a : a + chunk][keep]
+
+    counts = sum((np.bincount(t, minlength=n_classes) for t, _ in chunks()), np.zeros(n_classes, np.int64))
+    out = np.empty(int(counts.sum()), idx.dtype)
+    put = np.concatenate([[0], np.cumsum(counts)])
+    bounds = put.copy()
+    for t, members in chunks():
+        order = np.argsort(t, kind="stable")
+        ends = np.searchsorted(t[order], np.arange(n_classes + 1))
+        for c in np.flatnonzero(np.diff(ends)):
+            piece = members[order[ends[c] : ends[c + 1]]]
+            out[put[c] : put[c] + len(piece)] = piece
+            put[c] += len(piece)
+    return np.split(out, bounds[1:-1])
 
 
 def cap_per_class(idx: np.ndarray, labels: np.ndarray, key_id: np.ndarray, cap: int) -> np.ndarray:
@@ -128,13 +168,14 @@ class QuotaSampler(Sampler):
     def __init__(self, idx: np.ndarray, targets: np.ndarray, n_classes: int, quotas: np.ndarray,
                  batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
                  weights: np.ndarray | None = None):
-        idx, targets = np.asarray(idx), np.asarray(targets)
-        order = np.argsort(targets, kind="stable")  # class by class, store order kept within each class
-        bounds = np.searchsorted(targets[order], np.arange(n_classes + 1))
-        self.by_class = np.split(idx[order], bounds)[1:-1]  # labels outside 0..n_classes-1 dropped
-        # weights (> 0, one per idx: data.source_weights): each class's draws in proportion to them
-        self.by_class_p = None if weights is None else [
-            w / w.sum() if len(w) else w for w in np.split(np.asarray(weights, np.float64)[order], bounds)[1:-1]]
+        if weights is None:
+            self.by_class = group_by_class(idx, targets, n_classes)  # store order kept within each class
+            self.by_class_p = None
+        else:  # weights (> 0, one per idx: data.source_weights): each class's draws in proportion to them
+            idx, w = np.asarray(idx), np.asarray(weights, np.float64)
+            pos = group_by_class(np.arange(len(idx), dtype=index_dtype(len(idx))), targets, n_classes)
+            self.by_class = [idx[p] for p in pos]
+            self.by_class_p = [w[p] / w[p].sum() if len(p) else w[p] for p in pos]
         self.quotas = np.asarray(quotas, np.int64)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch = 0
@@ -199,7 +240,7 @@ class BatchDataset(Dataset):
             d = flip_x(d)
         out = {"key_id": torch.from_numpy(np.asarray(self.source.key_id[idx]))}
         if self.split is not None:
-            out["target"] = torch.from_numpy(self.split.targets(self.source, idx))
+            out["target"] = torch.from_numpy(self.split.targets(self.source, idx))  # int64
         if self.soft is not None:
             out["soft"] = torch.from_numpy(self.soft.rows(idx))
         out.update(make_inputs(d, self.cfg, self.spec, self.input_kind, self.albu, rng))
