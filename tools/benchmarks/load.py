@@ -110,7 +110,12 @@ async def kill_rounds(page_args: list[str], logs: Path, args, tally: Tally, mete
                     break
                 proc, url = start_server(page_args, logs / f"server{r}.log")
                 meter.servers.add(proc.pid)
-                await warm(browser, url)
+                try:
+                    await warm(browser, url)
+                except AssertionError as e:  # the page never came up (a starved machine): report what was done
+                    tally.errors.append(f"round {r}: the page did not come up ({str(e).splitlines()[0][:80]})")
+                    stop_server(proc)
+                    break
                 tally.clicked = asyncio.Event()
                 users = [asyncio.create_task(one_user(browser, url, k, args.saves, tally)) for k in range(args.users)]
                 if r < args.kills:

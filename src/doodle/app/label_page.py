@@ -8,6 +8,7 @@ counts so far.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,12 +22,26 @@ from doodle.runs.folder import RunDir, load_logits
 from doodle.runs.report import confusion_pairs
 from doodle.store import collected as coll
 
+# After a save the counts re-read only the file it appended to: each file's drawings are kept (the latest
+# version of each file only) until its size or mtime changes. Before, every save by anyone made the next
+# full run of each saving session parse every drawing of the folder again: O(folder) per save, and growing.
+_FILES: dict[Path, tuple[tuple[int, int], tuple[coll.Collected, ...]]] = {}
+
+
+def file_drawings(path: Path, stamp: tuple[int, int]) -> tuple[coll.Collected, ...]:
+    """The drawings of one collected file as of `stamp` (size, mtime_ns), read again only when it changed."""
+    hit = _FILES.get(path)
+    if hit is None or hit[0] != stamp:  # two sessions may both read a changed file: harmless, same result
+        hit = _FILES[path] = (stamp, tuple(coll.read_drawing_file(path)[0]))
+    return hit[1]
+
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def collected_stats(root: str, files: tuple) -> dict:
     """Counts per person, word and review status; read again only when the collected files change
-    (`files`: labels.file_stamps)."""
-    items, _ = coll.read_drawings(root)
+    (`files`: labels.file_stamps), and then only the files that changed (`file_drawings`)."""
+    items = [it for name, size, mtime in files if name != coll.DECISIONS
+             for it in file_drawings(Path(root, name), (size, mtime))]
     return coll.stats(items, coll.read_decisions(root)[0])
 
 
