@@ -4,7 +4,7 @@
     python tools/bench.py prepare|raster|loader|train|submission|app|seq|export|page|all [--quick] [--data DIR]
     python tools/bench.py train --device cuda --size 64 128 --data input/sample --min-drawings 100
     python tools/bench.py scale --rows 1M [--test-rows 112199] [--minutes 3] [--keep] [--work DIR] [--from SRC]
-    python tools/bench.py load --users 20 --saves 25 [--collected DIR]
+    python tools/bench.py load --users 20 --saves 25 [--collected DIR] [--servers 2] [--kills 10]
 
 `scale` (the whole pipeline at N rows, tools/benchmarks/scale.py) and `load` (browser users saving at once,
 tools/benchmarks/load.py) are not part of `all`: they take long.
@@ -63,6 +63,10 @@ def main(argv=None) -> int:
     p.add_argument("--users", type=int, default=20, help="load: browser users saving at once")
     p.add_argument("--saves", type=int, default=25, help="load: drawings each user saves")
     p.add_argument("--collected", type=Path, help="load: the collected folder (default: a temporary one)")
+    p.add_argument("--servers", type=int, default=1, help="load: page servers on the one collected folder")
+    p.add_argument("--kills", type=int, default=0,
+                   help="load: kill -9 the server this many times during saves, then prepare --collected all")
+    p.add_argument("--max-minutes", type=float, help="load: start no save after this many minutes (default: none)")
     args = p.parse_args(argv)
     if args.bench == "all":  # each in its own process: benches set thread counts and warm caches
         rest = [f"--data={args.data}", f"--naive={args.naive}", f"--repeats={args.repeats}",

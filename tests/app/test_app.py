@@ -215,3 +215,23 @@ def test_streamlit_config_keeps_the_garbage_collection_off_the_update_path():
     settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert settings["runner"]["postScriptGC"] is False
     assert "runner.postScriptGC" in config._config_options_template  # a real Streamlit option, not a typo
+
+
+def test_label_counts_reread_only_the_file_a_save_changed(tmp_path, monkeypatch):
+    """After a save the counts parse only the word file it appended to, not every drawing of the folder."""
+    from doodle.app import label_page, labels
+    from doodle.store import collected as coll
+
+    real, reads = coll.read_drawing_file, []
+    monkeypatch.setattr(coll, "read_drawing_file", lambda path: reads.append(path.name) or real(path))
+    coll.mark_folder(tmp_path)
+    line = {"countrycode": "", "timestamp": "2026-12-02 10:00:00.000000 UTC", "recognized": False,
+            "drawing": TWO_STROKES, "author": "ann"}
+    for i, word in enumerate(["bear", "bear", "crab"]):
+        coll.append_record(tmp_path / f"{word}.ndjson", line | {"word": word, "key_id": str(10**18 + i)})
+    s = label_page.collected_stats(str(tmp_path), labels.file_stamps(tmp_path))
+    assert s["per_word"] == {"bear": 2, "crab": 1} and sorted(reads) == ["bear.ndjson", "crab.ndjson"]
+    reads.clear()
+    coll.append_record(tmp_path / "crab.ndjson", line | {"word": "crab", "key_id": str(10**18 + 3)})
+    s = label_page.collected_stats(str(tmp_path), labels.file_stamps(tmp_path))
+    assert s["per_word"] == {"bear": 2, "crab": 2} and reads == ["crab.ndjson"]

@@ -221,6 +221,27 @@ def test_threads_saving_at_once_get_distinct_key_ids_and_whole_lines(tmp_path):
     assert coll.stats(items, {})["per_author"] == {f"user{k}": 4 for k in range(6)}
 
 
+def test_key_ids_stay_distinct_with_each_byte_read_once(tmp_path, monkeypatch):
+    """The clock frozen and the random digits always 0, so every save first tries the same key_id: the index
+    of the file's key_ids (with lines another process appended in between) still makes each one distinct,
+    and a save reads only what was appended since the last one (O(1) amortised, not O(file))."""
+    monkeypatch.setattr(collect.time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    monkeypatch.setattr(collect.secrets, "randbelow", lambda n: 0)
+    d, root = pen_drawing(), tmp_path / "collected"
+    first = 1_700_000_000_000_000 * 1000
+    keys = []
+    for k in range(20):
+        path, rec = collect.append_drawing(root, WORDS, "bear", d, author="ann")
+        keys.append(int(rec["key_id"]))
+        if k % 5 == 0:  # another server appends the key_id the next save would pick
+            coll.append_record(path, rec | {"key_id": str(first + 1000 * (k + 1 + k // 5)), "author": "other"})
+    items, problems = coll.read_drawings(root)
+    assert not problems and len(items) == 24 and len({it.key_id for it in items}) == 24
+    assert keys[0] == first and len(set(keys)) == 20
+    index = collect._INDEXES[path]
+    assert index.bytes_read <= path.stat().st_size and index.keys == {it.key_id for it in items} - {keys[-1]}
+
+
 def test_new_key_id_skips_taken_ones():
     now = 1_700_000_000_000_000
     taken = {now * 1000 + i for i in range(1000)}

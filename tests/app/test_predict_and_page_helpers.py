@@ -48,7 +48,32 @@ def test_predict_folder_skips_labels_submissions_and_stores(tmp_path, caplog):
     with pytest.raises(FileNotFoundError, match="no .csv/.ndjson"):
         input_files(tmp_path / "store")
     (tmp_path / "test_simplified.csv").unlink()
-    with pytest.raises(FileNotFoundError, match="only label or submission files .my_labels.csv, sample_submission"):
+    with pytest.raises(FileNotFoundError, match="only label, submission or review-decision files .my_labels.csv, sample_submission"):
+        input_files(tmp_path)
+
+
+def test_predict_never_reads_review_decisions_as_drawings(tmp_path, caplog):
+    """--test pointed at a collected folder: its word files are read, `_decisions.ndjson` is skipped (logged);
+    given on its own, it is refused with a one-line reason. Read as drawings, every decision would have been
+    a rejected row "predicted" under its key_id."""
+    from doodle.app.review import decide
+    from doodle.drawing.batch import FileFormatError
+    from doodle.predict.loaded_run import input_files
+    from doodle.store import collected as coll
+
+    raw = json.loads(next((ROOT / "input/sample/raw").glob("*.ndjson")).read_text().splitlines()[0])
+    path = tmp_path / "bear.ndjson"
+    rec = coll.append_record(path, raw | {"word": "bear", "key_id": str(10**18 + 1), "author": "ann"})
+    coll.mark_folder(tmp_path)
+    decide(tmp_path, int(rec["key_id"]), "bob", "accept")
+    assert (tmp_path / coll.DECISIONS).read_text().count("\n") == 1
+    with caplog.at_level("INFO", logger="predict"):
+        assert input_files(tmp_path) == [path]
+    assert any("_decisions.ndjson: skipped, review decisions" in r.getMessage() for r in caplog.records)
+    with pytest.raises(FileFormatError, match="_decisions.ndjson: review decisions of a collected folder"):
+        input_files(tmp_path / coll.DECISIONS)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="review-decision files ._decisions.ndjson"):
         input_files(tmp_path)
 
 

@@ -1,19 +1,34 @@
-"""Many people labelling at once: N browser users save drawings through one page server; nothing may be lost.
+"""Many people labelling at once: N browser users save drawings through page servers; nothing may be lost.
 
-One `streamlit run src/app.py` (as users start it) over `--run` (default: the page benchmark's untrained
-ResNet18) and a collected folder (`--collected`, default a temporary one). `--users` Playwright browser
-contexts in one Chromium (each its own session, as separate people) each type a name, open Label mode and
-`--saves` times draw two strokes with the mouse, wait for Save to be enabled and press it. Timed: from the
-click to that save's "Saved ..." message on the page. Then the folder is read back: every save must be one
-intact line with a distinct key_id and its user's name.
+`--servers` `streamlit run src/app.py` processes (as users start them) over `--run` (default: the page
+benchmark's untrained ResNet18: the cost of a trained one) share one collected folder (`--collected`,
+default a temporary one). `--users` Playwright browser contexts in one Chromium (each its own session, as
+separate people; user k on server k % servers) each type a name, open Label mode and `--saves` times draw two
+strokes with the mouse, wait for Save to be enabled and press it. Timed: each send of the pen, from its
+pointer event to its guesses on screen (`ms_p50` / `ms_p95`, with the server's own part `server_ms_p95`), and
+each save, from the click to its "Saved ..." message (`save_ms_p95`). The CPU seconds of the servers, of
+Chromium and of the driver are given, to say what the cores were spent on. Then the folder is read back:
+every save must be one intact line with a distinct key_id and its user's name.
+
+`--kills K` instead kills the (one) server with SIGKILL K times while users save (each kill aimed just
+after a Save click), starting a new server and new users after each; then `prepare --collected all` runs
+over the folder and its rows / kept / rejected (torn lines among them) are reported.
 
     python tools/bench.py load --users 20 --saves 25 [--collected DIR] [--run outputs/<run>/fold0]
+    python tools/bench.py load --servers 2 --users 20 --saves 50 --collected DIR
+    python tools/bench.py load --kills 10 --users 4 --saves 25 --collected DIR
+
+`--max-minutes M`: no save (or kill round) is started after M minutes; the report says `stopped_early` and
+counts what was done (a busy machine can make the full run take hours).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -21,87 +36,106 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 
-from benchmarks.page import CHROMIUM, PEN, write_untrained_run
-from doodle.app.server import page_server
+from benchmarks._load_users import Tally, one_user, warm
+from benchmarks.page import CHROMIUM, write_untrained_run
+from doodle import resources
+from doodle.app.server import start_server, stop_server
 from doodle.store import collected as coll
+from doodle.store.prepare import PrepareOptions, prepare
 
-TIMEOUT_MS = 180_000
-
-
-async def settle(pg) -> None:
-    """Wait until the page's script run has finished (a stroke during a rerun can hit a pen being replaced)."""
-    from playwright.async_api import expect
-
-    await expect(pg.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning",
-                                                               timeout=TIMEOUT_MS)
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-async def draw(pg, k: int, s: int) -> None:
-    """Two strokes, different for every user and save."""
-    await settle(pg)
-    ink = pg.frame_locator(PEN).first.locator("#ink")
-    await ink.wait_for(timeout=TIMEOUT_MS)
-    box = await ink.bounding_box()
-    x0, y0 = box["x"] + 40 + 7 * (k % 10), box["y"] + 40 + 5 * (s % 20)
-    for pts in ([(0, 0), (120, 30), (160, 150)], [(20, 140), (90 + s % 50, 60)]):
-        await pg.mouse.move(x0 + pts[0][0], y0 + pts[0][1])
-        await pg.mouse.down()
-        for x, y in pts[1:]:
-            await pg.mouse.move(x0 + x, y0 + y, steps=4)
-        await pg.mouse.up()
+class CpuMeter:
+    """CPU seconds of this process's descendants, by kind: the page servers (their own sessions), Chromium, and
+    the rest (this driver and Playwright's). Sampled every second; a process that ends between samples loses
+    at most its last second."""
 
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.servers: set[int] = set()
 
-async def saved_texts(pg) -> set[str]:
-    return set(await pg.get_by_text("Saved '", exact=False).all_inner_texts())
-
-
-async def one_user(browser, url: str, k: int, saves: int, lat: list, errors: list) -> None:
-    from playwright.async_api import expect
-
-    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
-    try:
-        pg = await ctx.new_page()
-        pg.set_default_timeout(TIMEOUT_MS)
-        await pg.goto(url)
-        await expect(pg.get_by_text("Draw something")).to_be_visible(timeout=TIMEOUT_MS)
-        name = pg.locator("[data-testid=stSidebar]").get_by_role("textbox", name="Your name")
-        await name.fill(f"user{k:02d}")
-        await name.press("Enter")
-        await settle(pg)
-        await pg.locator("[data-testid=stSidebar]").get_by_text("Label", exact=True).click()
-        await expect(pg.get_by_text("Label mode")).to_be_visible(timeout=TIMEOUT_MS)
-        for s in range(saves):
+    def sample(self) -> None:
+        me = psutil.Process()
+        for p in [me, *me.children(recursive=True)]:
             try:
-                await draw(pg, k, s)
-                button = pg.get_by_role("button", name="Save drawing")
-                await expect(button).to_be_enabled(timeout=TIMEOUT_MS)
-                before = await saved_texts(pg)
-                t0 = time.perf_counter()
-                await button.click()
-                while not (await saved_texts(pg)) - before:
-                    if time.perf_counter() - t0 > TIMEOUT_MS / 1e3:
-                        raise TimeoutError("no 'Saved' message")
-                    await asyncio.sleep(0.02)
-                lat.append(1e3 * (time.perf_counter() - t0))
-            except Exception as e:  # noqa: BLE001  (counted and reported: a benchmark goes on)
-                errors.append(f"user{k:02d} save {s}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
-    finally:
-        await ctx.close()
+                t = p.cpu_times()
+                kind = ("server" if os.getsid(p.pid) in self.servers else
+                        "chromium" if "chrom" in p.name().lower() else "driver")
+                self.seen[p.pid] = (kind, t.user + t.system)
+            except (psutil.Error, ProcessLookupError):
+                continue
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(1.0)
+
+    def totals(self) -> dict:
+        out = Counter()
+        for kind, s in self.seen.values():
+            out[kind] += s
+        return {f"cpu_s_{k}": round(out[k], 1) for k in ("server", "chromium", "driver")}
 
 
-async def drive(url: str, users: int, saves: int) -> tuple[list[float], list[str]]:
+async def users_on(urls: list[str], users: int, saves: int, tally: Tally, meter: CpuMeter) -> None:
+    """`users` people, user k on urls[k % len(urls)], all in one Chromium, until each has saved `saves` drawings."""
     from playwright.async_api import async_playwright
 
-    lat, errors = [], []
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                          args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        sampler = asyncio.create_task(meter.run())
         try:
-            await asyncio.gather(*(one_user(browser, url, k, saves, lat, errors) for k in range(users)))
+            await asyncio.gather(*(warm(browser, url) for url in urls))
+            await asyncio.gather(*(one_user(browser, urls[k % len(urls)], k, saves, tally) for k in range(users)))
+        finally:
+            meter.sample()
+            sampler.cancel()
+            await browser.close()
+
+
+async def kill_rounds(page_args: list[str], logs: Path, args, tally: Tally, meter: CpuMeter) -> int:
+    """`args.kills` rounds: a server, users saving, SIGKILL just after a Save click; a last round unkilled.
+    Returns how many kills landed."""
+    from playwright.async_api import async_playwright
+
+    kills = 0
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        try:
+            for r in range(args.kills + 1):
+                if tally.out_of_time():
+                    break
+                proc, url = start_server(page_args, logs / f"server{r}.log")
+                meter.servers.add(proc.pid)
+                try:
+                    await warm(browser, url)
+                except AssertionError as e:  # the page never came up (a starved machine): report what was done
+                    tally.errors.append(f"round {r}: the page did not come up ({str(e).splitlines()[0][:80]})")
+                    stop_server(proc)
+                    break
+                tally.clicked = asyncio.Event()
+                users = [asyncio.create_task(one_user(browser, url, k, args.saves, tally)) for k in range(args.users)]
+                if r < args.kills:
+                    done = asyncio.gather(*users, return_exceptions=True)
+                    clicked = asyncio.create_task(tally.clicked.wait())
+                    await asyncio.wait([clicked, done], return_when=asyncio.FIRST_COMPLETED)
+                    if clicked.done():  # a save is on its way: kill the server within the next 0.3 s
+                        await asyncio.sleep(random.uniform(0.0, 0.3))
+                        meter.sample()
+                        stop_server(proc, signal.SIGKILL)
+                        kills += 1
+                    clicked.cancel()
+                    for u in users:
+                        u.cancel()
+                await asyncio.gather(*users, return_exceptions=True)
+                meter.sample()
+                stop_server(proc)
         finally:
             await browser.close()
-    return lat, errors
+    return kills
 
 
 def check_folder(root: Path, users: int, saves: int) -> dict:
@@ -113,23 +147,51 @@ def check_folder(root: Path, users: int, saves: int) -> dict:
             "users_complete": sum(per_user.get(f"user{k:02d}", 0) == saves for k in range(users))}
 
 
+def prepare_summary(collected: Path, out: Path) -> dict:
+    """`prepare --collected all` over the folder: every file must parse; torn lines are rejects."""
+    words = resources.kaggle_classes()
+    s = prepare([collected], out, PrepareOptions(words, set(resources.google_classes()), collected="all"))
+    return {k: s[k] for k in ("rows", "kept", "rejected", "duplicates", "per_reason")}
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if len(values) else None
+
+
 def run(args) -> Iterator[dict]:
-    users, saves = args.users, args.saves
+    users, saves, servers = args.users, args.saves, args.servers
+    if args.kills and servers != 1:
+        raise SystemExit("load: --kills drives one server; leave --servers at 1")
+    tally, meter = Tally(), CpuMeter()
+    if args.max_minutes:
+        tally.deadline = time.monotonic() + 60 * args.max_minutes
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         collected = Path(args.collected or tmp / "collected")
         fold = args.run or write_untrained_run(tmp / "outputs")
         page_args = ["--outputs", str(tmp / "outputs"), "--run", str(fold), "--collected", str(collected)]
         t0 = time.perf_counter()
-        with page_server(page_args, tmp / "server.log") as url:
-            lat, errors = asyncio.run(drive(url, users, saves))
+        if args.kills:
+            kills = asyncio.run(kill_rounds(page_args, tmp, args, tally, meter))
+        else:
+            with contextlib.ExitStack() as stack:
+                procs = [start_server(page_args, tmp / f"server{i}.log") for i in range(servers)]
+                for proc, _ in procs:
+                    stack.callback(stop_server, proc)
+                    meter.servers.add(proc.pid)
+                asyncio.run(users_on([url for _, url in procs], users, saves, tally, meter))
         wall = time.perf_counter() - t0
         folder = check_folder(collected, users, saves)
-    lost = len(lat) - folder["intact_lines"]
-    lat = np.array(lat)
-    yield {"bench": "load", "users": users, "saves": saves, "saved": int(len(lat)), **folder,
-           "errors": len(errors) + folder["broken_lines"] + abs(lost)
-           + (folder["intact_lines"] - folder["distinct_key_ids"]),
-           "ms_p50": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
-           "ms_p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
-           "wall_s": round(wall, 1), "load_avg_1min": round(os.getloadavg()[0], 2), "first_errors": errors[:5]}
+        extra = {"kills": kills, "prepare": prepare_summary(collected, tmp / "store")} if args.kills else {}
+    # a confirmed save ("Saved" shown) must be on disk; with kills, a save cut short may be there too, or torn
+    lost = len(tally.save_ms) - folder["intact_lines"]
+    errors = (max(0, lost) if args.kills else abs(lost) + len(tally.errors) + folder["broken_lines"]) \
+        + folder["intact_lines"] - folder["distinct_key_ids"]
+    yield {"bench": "load", "servers": servers, "users": users, "saves": saves, "saved": len(tally.save_ms),
+           **folder, "errors": errors, "ms_p50": pct(tally.guess_ms, 50), "ms_p95": pct(tally.guess_ms, 95),
+           "updates": len(tally.guess_ms), "not_shown": tally.not_shown, "server_ms_p50": pct(tally.server_ms, 50),
+           "server_ms_p95": pct(tally.server_ms, 95), "save_ms_p50": pct(tally.save_ms, 50),
+           "save_ms_p95": pct(tally.save_ms, 95), "wall_s": round(wall, 1), **meter.totals(),
+           "load_avg_1min": round(os.getloadavg()[0], 2),
+           "stopped_early": tally.out_of_time(), **extra, "user_errors": len(tally.errors),
+           "first_errors": tally.errors[:5]}

@@ -18,7 +18,8 @@ from doodle.drawing.flat import Drawings
 from doodle.models.factory import build_model, input_kind_of
 from doodle.render.raster import RasterSpec, raster_spec
 from doodle.runs.folder import CheckpointError, RunDir, find_folds, load_checkpoint
-from doodle.store.readers import scan_drawing_files
+from doodle.store.collected import DECISIONS
+from doodle.store.readers import DECISIONS_FILE, FileFormatError, scan_drawing_files
 from doodle.train.data import make_inputs
 from doodle.train.engine import Precision, forward, resolve_precision, to_input
 
@@ -92,9 +93,12 @@ def predict_drawings(lr: LoadedRun, d: Drawings) -> np.ndarray:
 
 
 def input_files(path: str | Path) -> list[Path]:
-    """A drawing file, or every drawing file in a folder (sorted; label files, submissions and stores that
-    prepare would skip are skipped here too, each named in the log)."""
+    """A drawing file, or every drawing file in a folder (sorted; label files, submissions, a collected
+    folder's `_decisions.ndjson` and stores, which prepare skips, are skipped here too, each named in the log).
+    The decisions file given on its own is refused (FileFormatError): its lines are not drawings."""
     path = Path(path)
+    if path.is_file() and path.name == DECISIONS:
+        raise FileFormatError(f"{path}: {DECISIONS_FILE}; give predict a drawing file or folder instead")
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -105,6 +109,6 @@ def input_files(path: str | Path) -> list[Path]:
             return files
         if skipped:
             names = ", ".join(Path(s["file"]).name for s in skipped[:5])
-            raise FileNotFoundError(f"{path}: no drawing files in that folder, only label or submission "
-                                    f"files ({names})")
+            raise FileNotFoundError(f"{path}: no drawing files in that folder, only label, submission or "
+                                    f"review-decision files ({names})")
     raise FileNotFoundError(f"{path}: no such drawing file, or no .csv/.ndjson files in that folder")

@@ -148,17 +148,25 @@ def read_drawings(root: str | Path) -> tuple[list[Collected], list[str]]:
     that is not a drawing (a torn line from a killed save, blank lines aside)."""
     root = Path(root)
     items, problems = [], []
-    files = sorted(p for p in root.glob("*.ndjson") if p.name != DECISIONS) if root.is_dir() else []
-    for path in files:
-        with open(path, "rb") as f:
-            for ln, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    items.append(_collected(path, ln, raw.decode("utf-8")))
-                except (UnicodeDecodeError, ValueError, DrawingError) as e:
-                    problems.append(_problem(path, ln, f"not a drawing ({type(e).__name__}: {str(e)[:80]}); "
-                                                       "a save cut short?"))
+    for path in sorted(p for p in root.glob("*.ndjson") if p.name != DECISIONS) if root.is_dir() else []:
+        got, bad = read_drawing_file(path)
+        items += got
+        problems += bad
+    return items, problems
+
+
+def read_drawing_file(path: Path) -> tuple[list[Collected], list[str]]:
+    """`read_drawings` for one `<word>.ndjson` file."""
+    items, problems = [], []
+    with open(path, "rb") as f:
+        for ln, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                items.append(_collected(path, ln, raw.decode("utf-8")))
+            except (UnicodeDecodeError, ValueError, DrawingError) as e:
+                problems.append(_problem(path, ln, f"not a drawing ({type(e).__name__}: {str(e)[:80]}); "
+                                                   "a save cut short?"))
     return items, problems
 
 

@@ -47,7 +47,7 @@ from doodle.store.format import ARRAYS, ArrayAppender, array_path
 from doodle.store.kaggle_csv import parse_csv_header
 from doodle.store.merge import SHARD_ARRAYS, merge_shards
 from doodle.store.options import FileResult, PrepareOptions
-from doodle.store.readers import read_file, scan_drawing_files
+from doodle.store.readers import DECISIONS_FILE, read_file, scan_drawing_files
 
 log = logging.getLogger(__name__)
 SHOW_SKIPPED = 20  # skipped input files named on the console; summary.json lists them all
@@ -85,8 +85,8 @@ def find_inputs(src: list[Path], out: Path, collected: str = "all") -> tuple[lis
 
 def _skip_reason(path: Path, collected: str = "all") -> str:
     """Why a drawing file is not read ('' = read it); raises FileFormatError for an unusable CSV."""
-    if path.name == coll.DECISIONS:
-        return "review decisions of a collected folder (not drawings)"
+    if path.name == coll.DECISIONS:  # given as a file (in a folder, scan_drawing_files skips it)
+        return DECISIONS_FILE
     if collected == "none" and path.suffix == ".ndjson" and coll.is_collected_folder(path.parent):
         return "collected drawings, left out (--collected none)"
     if path.suffix != ".csv":

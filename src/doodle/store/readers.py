@@ -20,6 +20,7 @@ from pathlib import Path
 
 from doodle.drawing.batch import Batch, FileFormatError, Reject, batch_from_drawings
 from doodle.drawing.strokes import DEFAULT_LIMITS, DrawingError, Limits, parse_ndjson_line
+from doodle.store.collected import DECISIONS
 from doodle.store.kaggle_csv import read_csv, read_csv_header
 from doodle.store.line_blocks import CHUNK_BYTES, decode_lines, line_blocks, max_line_bytes, open_checked
 
@@ -28,12 +29,13 @@ __all__ = ["FORMATS", "FileFormatError", "is_labelled", "read_csv", "read_file",
 FORMATS = (".csv", ".ndjson")
 NON_DRAWING_CSV = {"sample_submission.csv", "rejects.csv"}
 NOT_A_DRAWING_FILE = "not a drawing file (labels or submission)"
+DECISIONS_FILE = "review decisions of a collected folder (not drawings)"
 
 
 def scan_drawing_files(root: Path, exclude: Path | None = None) -> tuple[list[Path], list[dict]]:
     """The drawing files under a folder, sorted, and the label files and submissions met there (`key_id,word`
-    CSVs, sample_submission.csv), each with why it is skipped. A store's own files (any folder holding
-    store.json) and everything under `exclude` are not looked at."""
+    CSVs, sample_submission.csv, a collected folder's `_decisions.ndjson`), each with why it is skipped. A
+    store's own files (any folder holding store.json) and everything under `exclude` are not looked at."""
     exclude = None if exclude is None else Path(exclude).resolve()
 
     @cache
@@ -46,7 +48,9 @@ def scan_drawing_files(root: Path, exclude: Path | None = None) -> tuple[list[Pa
     for p in sorted(Path(root).rglob("*")):
         if p.suffix not in FORMATS or not p.is_file() or any(map(excluded, [p.parent, *p.parent.parents])):
             continue
-        if p.name in NON_DRAWING_CSV or (p.suffix == ".csv" and _first_line(p) == ["key_id", "word"]):
+        if p.name == DECISIONS:  # its lines are key_ids and verdicts: read as drawings, each would be "guessed"
+            skipped.append({"file": str(p), "reason": DECISIONS_FILE})
+        elif p.name in NON_DRAWING_CSV or (p.suffix == ".csv" and _first_line(p) == ["key_id", "word"]):
             skipped.append({"file": str(p), "reason": NOT_A_DRAWING_FILE})
         else:
             files.append(p)
