@@ -84,13 +84,14 @@ class SoftTargets:
             raise UserError(f"teacher logits {folder}: {LOGPROBS} of shape {self.logp.shape} for {len(keys)} "
                             f"key_ids x {len(classes)} classes; delete the folder to make them again")
         order = np.argsort(keys, kind="stable")
-        pos = np.searchsorted(keys[order], train_keys).clip(0, max(len(keys) - 1, 0))
-        found = keys[order][pos] == train_keys if len(keys) else np.zeros(len(train_keys), bool)
+        sorted_keys = keys[order]
+        pos = np.searchsorted(sorted_keys, train_keys).clip(0, max(len(keys) - 1, 0))
+        found = sorted_keys[pos] == train_keys if len(keys) else np.zeros(len(train_keys), bool)
         if not found.all():
             raise UserError(f"teacher logits {folder} do not cover the training drawings: {int((~found).sum())} "
                             f"of {len(train_keys)} key_ids missing (stale: made for another store, fold or "
                             "data.max_drawings?); delete the folder to make them again")
-        self.train_idx = np.asarray(train_idx, np.int64)
+        self.train_idx = np.asarray(train_idx)  # the split's own array (int32 below 2**31 drawings), not a copy
         self.row = order[pos]
 
     def rows(self, store_idx: np.ndarray) -> np.ndarray:
