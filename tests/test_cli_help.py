@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -68,3 +69,12 @@ def test_entry_scripts_are_shims_over_the_package(script):
     """The documented scripts only call into the package: their code lives in doodle.* (and is tested there)."""
     code = [ln for ln in (ROOT / script).read_text().splitlines() if ln.strip() and not ln.startswith(("#", '"""'))]
     assert any(ln.startswith("from doodle.") for ln in code) and len(code) <= 12, code
+
+
+def test_bench_train_refuses_a_run_without_summary_before_timing(tmp_path, monkeypatch):
+    """`bench.py train --run DIR` checks DIR first: a wrong path used to fail after minutes of timing."""
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    bench = importlib.import_module("benchmarks.train")
+    args = SimpleNamespace(run=tmp_path / "outputs/r18_boost", data=tmp_path / "no-data", min_drawings=120)
+    with pytest.raises(SystemExit, match="no summary.json there"):
+        next(iter(bench.run(args)))

@@ -114,6 +114,10 @@ def devices(choice: str) -> list[torch.device]:
 
 
 def run(args):
+    finished = getattr(args, "run", None)
+    if finished is not None and not (Path(finished) / "summary.json").is_file():  # before minutes of timing
+        raise SystemExit(f"bench train --run {finished}: no summary.json there; give a finished run's fold "
+                         "folder, e.g. outputs/<out>/<name>/fold0")
     least = getattr(args, "min_drawings", 120)
     classes = rich_classes(args.data, least)
     if not classes:
