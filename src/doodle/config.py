@@ -106,6 +106,11 @@ class AugmentCfg:
     shear: NonNeg = 0.1  # +- shear factor
     stroke_dropout: Prob = 0.0  # probability of dropping each stroke (never all)
     point_jitter: NonNeg = 0.0  # std of per-point noise, in 0..255 box pixels
+    # between the images of a batch (doodle.train.mix, timm's Mixup): Beta(alpha, alpha) alphas, 0 = off; with both
+    # on, a mixed batch is one or the other with equal odds; mix_prob = the share of batches mixed
+    mixup: NonNeg = 0.0
+    cutmix: NonNeg = 0.0
+    mix_prob: Prob = 1.0
     albumentations: list[AlbuCfg] = field(default_factory=list)
 
 

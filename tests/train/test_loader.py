@@ -133,15 +133,54 @@ def test_split_indices_are_int32_and_those_of_plain_numpy(store, cfg, split):
 
 
 @pytest.mark.parametrize("chunk", [1, 13, 1 << 20])
-def test_group_by_class_is_a_stable_sort_by_class_in_chunks(chunk):
-    from doodle.train.data import flatnonzero_compact, group_by_class
+def test_group_by_class_is_a_stable_sort_by_class_in_chunks(chunk, tmp_path):
+    from doodle.train.data import group_by_class, scratch_array
 
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(10**6, 3000, replace=False)).astype(np.int32)
     t = rng.integers(-1, 9, len(idx)).astype(np.int16)  # -1 and 7, 8: outside the 7 classes, left out
     order = np.argsort(t, kind="stable")
     expect = np.split(idx[order], np.searchsorted(t[order], np.arange(8)))[1:-1]
-    got = group_by_class(idx, t, 7, chunk)
-    assert len(got) == 7 and all(g.dtype == np.int32 and np.array_equal(g, e) for g, e in zip(got, expect, strict=True))
-    mask = rng.random(5000) < 0.3
-    assert np.array_equal(flatnonzero_compact(mask, chunk), np.flatnonzero(mask))
+    of_idx = dict(zip(idx.tolist(), t.tolist(), strict=True))
+    for got in (group_by_class(idx, t, 7, chunk),
+                group_by_class(idx, lambda i: np.array([of_idx[k] for k in i.tolist()], np.int16), 7, chunk,
+                               out=scratch_array(len(idx), idx.dtype, tmp_path))):
+        assert len(got) == 7
+        assert all(g.dtype == np.int32 and np.array_equal(g, e) for g, e in zip(got, expect, strict=True))
+
+
+def test_cap_groups_keeps_the_smallest_key_id_hashes_of_each_group():
+    """The capped validation set is the same as the plain lexsort-by-hash choice (the one every figure used)."""
+    from doodle.train.data import _hash_rank, cap_groups
+
+    rng = np.random.default_rng(1)
+    keys = rng.choice(2**62, 500, replace=False).astype(np.int64)
+    labels = rng.integers(0, 4, 500)
+    order = np.lexsort((_hash_rank(keys), labels))
+    first = np.searchsorted(labels[order], labels[order])
+    expect = np.sort(order[(np.arange(500) - first) < 30])
+    groups = [np.flatnonzero(labels == c).astype(np.int32) for c in range(4)]
+    assert np.array_equal(cap_groups(groups, lambda i: keys[i], 30), expect)
+    assert len(expect) == 4 * 30
+
+
+def test_split_and_sampler_in_scratch_files_match_those_in_memory(store, cfg, tmp_path):
+    """train.py keeps the split's and the sampler's index arrays memory-mapped from unnamed files (Kaggle's size:
+    160 MB each, page cache rather than the process's own memory); they hold what the in-memory ones hold."""
+    from doodle.train.data import train_sampler
+
+    capped = load_config(ROOT / "configs" / "r18.yaml", [f"data.img_size={SIZE}", "data.val_per_class=3"])
+    for c in (cfg, capped):
+        a, b = make_split(store, c, 1), make_split(store, c, 1, tmp_path)
+        assert isinstance(b.train_idx, np.memmap) and not isinstance(a.train_idx, np.memmap)
+        assert np.array_equal(a.train_idx, b.train_idx) and np.array_equal(a.val_idx, b.val_idx)
+        assert a.train_idx.dtype == b.train_idx.dtype == np.int32
+        quotas = np.full(len(a.classes), 7)
+        mem = QuotaSampler(a.train_idx, a.targets(store, a.train_idx), len(a.classes), quotas, 8, seed=4)
+        mapped = train_sampler(store, b, quotas, 8, seed=4, scratch=tmp_path)
+        assert all(isinstance(g, np.memmap) for g in mapped.by_class if len(g))
+        assert list(mem) == list(mapped)
+    label = np.asarray(store.label)
+    val = make_split(store, capped, 1).val_idx
+    assert np.bincount(label[val]).max() == 3
+    assert list(tmp_path.iterdir()) == []  # nothing left behind, even by a killed run

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from doodle.config import load_config
 from doodle.store.format import Store
-from doodle.train.data import BatchDataset, QuotaSampler, Split, make_loader, make_split
+from doodle.train.data import BatchDataset, Split, make_loader, make_split, train_sampler
 
 BATCH = 256
 PER_PAGE = 12  # the Review page's drawings per page (doodle.app.page.PER_PAGE; that module needs streamlit)
@@ -34,14 +36,15 @@ def first_batch(args) -> dict:
     cfg = load_config(args.cfg, args.set)
     store = Store(cfg.data.store)
     n = len(store)
-    split = make_split(store, cfg, 0)
+    scratch = Path(tempfile.mkdtemp(prefix="first_batch_", dir=Path(cfg.data.store).parent))  # train.py: the run's
+    split = make_split(store, cfg, 0, scratch)
     t_split = time.perf_counter()
     n_cls = len(split.classes)
-    sampler = QuotaSampler(split.train_idx, split.targets(store, split.train_idx), n_cls,
-                           np.full(n_cls, cfg.data.per_class), cfg.train.batch_size)
+    sampler = train_sampler(store, split, np.full(n_cls, cfg.data.per_class), cfg.train.batch_size, scratch=scratch)
     ds = BatchDataset(store, split, cfg, train=True)
     batch = next(iter(make_loader(ds, sampler, 0)))
     t_end = time.perf_counter()
+    shutil.rmtree(scratch)  # the arrays' files are unnamed: the folder is empty
     return {"drawings": n, "classes": n_cls, "train": int(len(split.train_idx)), "val": int(len(split.val_idx)),
             "batch": int(len(batch["image"])), "open_split_s": round(t_split - t0, 3),
             "first_batch_s": round(t_end - t0, 3)}

@@ -8,8 +8,10 @@ uint8 NHWC; the float conversion happens on the device (`engine.to_input`).
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,8 @@ from doodle.render.sequence import encode_sequences
 from doodle.resources import load_class_list
 from doodle.store.format import Store
 from doodle.train.distill import SoftTargets
+
+CHUNK = 1 << 22  # rows of the store read at once by the split (a few MB of masks)
 
 
 @dataclass
@@ -58,8 +62,13 @@ def select_classes(store: Store, spec) -> list[str]:
     return words
 
 
-def make_split(store: Store, cfg: Config, fold: int) -> Split:
-    """Fold `fold` held out (folds fixed by key_id hash); validation optionally capped per class."""
+def make_split(store: Store, cfg: Config, fold: int, scratch: Path | None = None) -> Split:
+    """Fold `fold` held out (folds fixed by key_id hash); validation optionally capped per class.
+
+    The store is read a chunk at a time, so what the split holds is its index arrays: 4 bytes a drawing, in
+    memory, or with `scratch` (a folder) memory-mapped from unnamed files there (`scratch_array`), so that at
+    Kaggle's size (160 MB of training indices) they are page cache the kernel can drop, not the process's own.
+    """
     if not 0 <= fold < store.info.n_folds:
         raise UserError(f"--fold {fold} out of range: the store has folds 0..{store.info.n_folds - 1}")
     classes = select_classes(store, cfg.data.classes)
@@ -67,18 +76,55 @@ def make_split(store: Store, cfg: Config, fold: int) -> Split:
         raise UserError(f"no classes selected from store {store.root}")
     store_to_model = np.full(len(store.classes), -1, np.int16)
     store_to_model[[store.classes.index(c) for c in classes]] = np.arange(len(classes))
-    label = np.asarray(store.label)
-    usable = (store_to_model >= 0)[label]  # a bool per drawing; no int64 temporary
-    if cfg.data.max_drawings:
-        usable[cfg.data.max_drawings :] = False
-    fold_arr = np.asarray(store.fold)  # -1: a train-only drawing (pseudo-labelled), in no validation fold
-    train_idx = flatnonzero_compact(usable & (fold_arr != fold) & ~np.isin(fold_arr, _excluded(cfg, fold, store)))
-    val_idx = flatnonzero_compact(usable & (fold_arr == fold))
+    excluded = _excluded(cfg, fold, store)
+    label, fold_arr = store.label, store.fold  # fold -1: a train-only drawing (pseudo-labelled), in no fold
+    n = min(len(store), cfg.data.max_drawings) if cfg.data.max_drawings else len(store)
+
+    def masks(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        f = np.asarray(fold_arr[a:b])
+        usable = store_to_model[np.asarray(label[a:b])] >= 0
+        return usable & (f != fold) & ~np.isin(f, excluded), usable & (f == fold)
+
+    train_idx, val_idx = (scratch_array(int(k), index_dtype(len(store)), scratch)
+                          for k in _chunked_counts(masks, n))
+    _fill_chunked(masks, n, (train_idx, val_idx))
     if cfg.data.val_per_class:
-        val_idx = cap_per_class(val_idx, label[val_idx], np.asarray(store.key_id)[val_idx], cfg.data.val_per_class)
+        groups = group_by_class(val_idx, lambda i: store_to_model[np.asarray(label[i])], len(classes),
+                                out=scratch_array(len(val_idx), val_idx.dtype, scratch))
+        val_idx = cap_groups(groups, lambda i: store.key_id[i], cfg.data.val_per_class)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise UserError(f"fold {fold} leaves {len(train_idx)} training and {len(val_idx)} validation drawings")
     return Split(classes, train_idx, val_idx, store_to_model)
+
+
+def _chunked_counts(masks, n: int, chunk: int = CHUNK) -> np.ndarray:
+    """How many True each of the masks `masks(a, b)` gives over rows 0..n, a chunk at a time."""
+    counts = None
+    for a in range(0, n, chunk):
+        c = np.array([int(m.sum()) for m in masks(a, min(n, a + chunk))], np.int64)
+        counts = c if counts is None else counts + c
+    return counts if counts is not None else np.zeros(len(masks(0, 0)), np.int64)
+
+
+def _fill_chunked(masks, n: int, outs: tuple[np.ndarray, ...], chunk: int = CHUNK) -> None:
+    """outs[k] = the rows where mask k is True, in order (outs sized by `_chunked_counts`)."""
+    put = [0] * len(outs)
+    for a in range(0, n, chunk):
+        for k, m in enumerate(masks(a, min(n, a + chunk))):
+            rows = np.flatnonzero(m)
+            outs[k][put[k] : put[k] + len(rows)] = rows + a
+            put[k] += len(rows)
+
+
+def scratch_array(n: int, dtype, folder: Path | None) -> np.ndarray:
+    """An empty n-long array: in memory, or (with `folder`) memory-mapped from an unnamed file in that folder
+    (gone when the process is, even if killed), whose pages the kernel writes back and drops under pressure
+    instead of counting them as the process's own memory."""
+    if folder is None or n == 0:
+        return np.empty(n, dtype)
+    with tempfile.TemporaryFile(dir=folder) as f:
+        f.truncate(n * np.dtype(dtype).itemsize)
+        return np.memmap(f, dtype, "r+", shape=(n,))  # the mapping outlives the file object
 
 
 def _excluded(cfg: Config, fold: int, store: Store) -> list[int]:
@@ -96,27 +142,24 @@ def index_dtype(n: int) -> type:
     return np.int32 if n < 2**31 else np.int64
 
 
-def flatnonzero_compact(mask: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
-    """`np.flatnonzero(mask)` as `index_dtype(len(mask))`, made a chunk at a time (never N int64s at once)."""
-    dtype = index_dtype(len(mask))
-    parts = [np.flatnonzero(mask[a : a + chunk]).astype(dtype) + dtype(a) for a in range(0, len(mask), chunk)]
-    return np.concatenate([np.zeros(0, dtype), *parts])
-
-
-def group_by_class(idx: np.ndarray, targets: np.ndarray, n_classes: int, chunk: int = 1 << 20) -> list[np.ndarray]:
-    """Members of each class 0..n_classes-1 (`idx` where `targets` is c, in `idx` order; other targets left
-    out) as views of one array of idx's dtype: a stable counting sort done a chunk at a time, so no N-long
-    int64 argsort is ever held."""
-    idx, targets = np.asarray(idx), np.asarray(targets)
+def group_by_class(idx: np.ndarray, targets, n_classes: int, chunk: int = 1 << 20,
+                   out: np.ndarray | None = None) -> list[np.ndarray]:
+    """Members of each class 0..n_classes-1 (`idx` where the target is c, in `idx` order; other targets left
+    out) as views of one array of idx's dtype (`out` when given, e.g. a `scratch_array` as long as idx): a
+    stable counting sort done a chunk at a time, so no N-long int64 argsort is ever held. `targets` is an
+    array aligned with idx, or a function from a chunk of idx to its targets (then no N-long targets either)."""
+    idx = np.asarray(idx)  # a view, never a copy, of an array or a memmap
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for a in range(0, len(targets), chunk):
-            t = targets[a : a + chunk]
+        for a in range(0, len(idx), chunk):
+            members = np.asarray(idx[a : a + chunk])
+            t = targets(members) if callable(targets) else np.asarray(targets[a : a + chunk])
             keep = (t >= 0) & (t < n_classes)
-            yield t[keep], idx[a : a + chunk][keep]
+            yield t[keep], members[keep]
 
     counts = sum((np.bincount(t, minlength=n_classes) for t, _ in chunks()), np.zeros(n_classes, np.int64))
-    out = np.empty(int(counts.sum()), idx.dtype)
+    total = int(counts.sum())
+    out = np.empty(total, idx.dtype) if out is None else out[:total]
     put = np.concatenate([[0], np.cumsum(counts)])
     bounds = put.copy()
     for t, members in chunks():
@@ -129,13 +172,17 @@ def group_by_class(idx: np.ndarray, targets: np.ndarray, n_classes: int, chunk: 
     return np.split(out, bounds[1:-1])
 
 
-def cap_per_class(idx: np.ndarray, labels: np.ndarray, key_id: np.ndarray, cap: int) -> np.ndarray:
-    """At most `cap` drawings per class, chosen by a fixed hash of key_id (the same for every run)."""
-    order = np.lexsort((_hash_rank(key_id), labels))
-    ranked_labels = labels[order]
-    first = np.searchsorted(ranked_labels, ranked_labels, side="left")
-    rank = np.arange(len(order)) - first
-    return np.sort(idx[order[rank < cap]])
+def cap_groups(groups: list[np.ndarray], key_of, cap: int) -> np.ndarray:
+    """At most `cap` members of each group (those with the smallest fixed hash of their key_id, the same for
+    every run: `key_of(members)` gives the key_ids), sorted, in memory: cap * groups values at most."""
+    kept = []
+    for members in groups:
+        members = np.asarray(members)
+        if len(members) > cap:
+            members = members[np.argpartition(_hash_rank(np.asarray(key_of(members))), cap - 1)[:cap]]
+        kept.append(members)
+    dtype = groups[0].dtype if groups else np.int64
+    return np.sort(np.concatenate([np.zeros(0, dtype), *kept]))
 
 
 def _hash_rank(key_id: np.ndarray) -> np.ndarray:
@@ -165,17 +212,25 @@ class QuotaSampler(Sampler):
     so ranks never share a drawing within an epoch.
     """
 
-    def __init__(self, idx: np.ndarray, targets: np.ndarray, n_classes: int, quotas: np.ndarray,
+    def __init__(self, idx: np.ndarray, targets, n_classes: int, quotas: np.ndarray,
                  batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 weights: np.ndarray | None = None):
+                 weights: np.ndarray | None = None, scratch: Path | None = None):
+        # targets: aligned with idx, or a function from some of idx to theirs (`group_by_class`); with `scratch`
+        # the class-grouped copy of idx is memory-mapped there (`scratch_array`)
+        idx = np.asarray(idx)
+        grouped = scratch_array(len(idx), idx.dtype, scratch)
         if weights is None:
-            self.by_class = group_by_class(idx, targets, n_classes)  # store order kept within each class
+            self.by_class = group_by_class(idx, targets, n_classes, out=grouped)  # store order kept within each class
             self.by_class_p = None
         else:  # weights (> 0, one per idx: data.source_weights): each class's draws in proportion to them
-            idx, w = np.asarray(idx), np.asarray(weights, np.float64)
-            pos = group_by_class(np.arange(len(idx), dtype=index_dtype(len(idx))), targets, n_classes)
-            self.by_class = [idx[p] for p in pos]
-            self.by_class_p = [w[p] / w[p].sum() if len(p) else w[p] for p in pos]
+            w = np.asarray(weights, np.float64)
+            by_pos = targets if not callable(targets) else (lambda p: targets(np.asarray(idx[p])))
+            pos = group_by_class(np.arange(len(idx), dtype=index_dtype(len(idx))), by_pos, n_classes)
+            bounds = np.cumsum([0, *map(len, pos)])
+            for p, a in zip(pos, bounds, strict=False):
+                grouped[a : a + len(p)] = idx[p]  # a class at a time
+            self.by_class = np.split(grouped[: bounds[-1]], bounds[1:-1])
+            self.by_class_p = [w[p] / w[p].sum() if len(p) else w[p] for p in pos]  # 8 bytes a drawing, in memory
         self.quotas = np.asarray(quotas, np.int64)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch = 0
@@ -209,6 +264,14 @@ class QuotaSampler(Sampler):
         total = int(self.quotas.sum())
         chunk = self.batch_size * self.world_size
         return math.ceil(total / chunk) if total else 0
+
+
+def train_sampler(store: Store, split: Split, quotas: np.ndarray, batch_size: int, seed: int = 0, rank: int = 0,
+                  world_size: int = 1, scratch: Path | None = None) -> QuotaSampler:
+    """The training run's sampler over `split`: targets read from the store a chunk at a time (none held), the
+    class-grouped indices memory-mapped in `scratch` when given."""
+    return QuotaSampler(split.train_idx, lambda i: split.targets(store, i, np.int16), len(split.classes), quotas,
+                        batch_size, seed, rank, world_size, split.train_weight, scratch)
 
 
 class BatchDataset(Dataset):

@@ -78,6 +78,7 @@ class TrainState:
     log_every: int = 50  # steps between read-backs of the running loss (finiteness check, progress bar)
     step: int = 0  # optimiser steps taken in the whole run (drives the EMA warm-up; saved in checkpoints)
     distill: Callable | None = None  # train.distill.DistillLoss: batches carry the teachers' log-probs ("soft")
+    mix: Callable | None = None  # train.mix.BatchMix: mixup / cutmix of the images, soft targets
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, device: torch.device, epoch: int,
@@ -99,9 +100,12 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
         state.scheduler.step(schedule_pos(epoch + i / max(n_batches, 1)))
         inputs = to_input(batch, device, state.channels_last)
         target = batch["target"].to(device, non_blocking=True)
+        mixed = None
+        if state.mix is not None:
+            inputs["x"], mixed = state.mix(inputs["x"], target)
         with state.precision.autocast():
             logits = forward(model, inputs)
-            loss = _loss(logits.float(), target, batch, state, device)
+            loss = _loss(logits.float(), target, batch, state, device, mixed)
         (state.scaler.scale(loss / state.accum_steps) if state.scaler else loss / state.accum_steps).backward()
         if (i + 1) % state.accum_steps == 0 or i + 1 == n_batches:
             _optimizer_step(model, state)
@@ -124,8 +128,11 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor, batch: dict, state: TrainState,
-          device: torch.device) -> torch.Tensor:
-    """Cross-entropy on the labels, or with `state.distill` the mix of it and the teachers' soft targets."""
+          device: torch.device, mixed: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy on the labels (on `mixed`, the soft targets of a mixup / cutmix batch, when given), or with
+    `state.distill` the mix of it and the teachers' soft targets."""
+    if mixed is not None:
+        return torch.sum(-mixed * F.log_softmax(logits, dim=1), dim=1).mean()
     if state.distill is None:
         return F.cross_entropy(logits, target, label_smoothing=state.label_smoothing)
     soft = batch["soft"].to(device, non_blocking=True)

@@ -30,13 +30,13 @@ from doodle.store.format import Store
 from doodle.train.budget import Budget
 from doodle.train.data import (
     BatchDataset,
-    QuotaSampler,
     boosted_quotas,
     eval_loaders,
     fixed_batches,
     make_loader,
     make_split,
     quota_weights,
+    train_sampler,
 )
 from doodle.train.distill import DistillLoss, SoftTargets, check_distill_config
 from doodle.train.distributed import (
@@ -55,6 +55,7 @@ from doodle.train.engine import (
     train_one_epoch,
     val_metrics,
 )
+from doodle.train.mix import build_mix, check_mix_config
 from doodle.train.optim import build_train_state
 from doodle.train.plan import RunPlan, describe, next_per_class, plan_run, probe, val_seconds
 from doodle.train.records import (
@@ -100,19 +101,18 @@ def prepare_run_dir(run: RunDir, args, main: bool) -> None:
 
 
 def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quotas: np.ndarray,
-          soft: SoftTargets | None = None):
+          soft: SoftTargets | None = None, scratch: Path | None = None):
     """Model, loaders and training state; the sampler starts from `quotas` drawings per class. With `soft`
     (the teachers' log-probabilities) the batches carry them and the loss is the distillation loss."""
     kind = input_kind_of(cfg)
     n_cls = len(split.classes)
     model = build_model(cfg, n_cls, raster_spec(cfg).channels).to(device)
     model, state = build_train_state(cfg, model, kind, device, plan.epochs)
-    targets = split.targets(store, split.train_idx, np.int16)  # 2 bytes a drawing: the sampler only groups them
-    sampler = QuotaSampler(split.train_idx, targets, n_cls, quotas, plan.batch_size, args.seed, d.rank, d.world,
-                           split.train_weight)
+    sampler = train_sampler(store, split, quotas, plan.batch_size, args.seed, d.rank, d.world, scratch)
     train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed, soft=soft)
     if soft is not None:
         state.distill = DistillLoss(cfg.distill.alpha, cfg.distill.temperature)
+    state.mix = build_mix(cfg, n_cls, kind)
     train_loader = make_loader(train_ds, sampler, plan.num_workers, args.seed)
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
     val_loaders = eval_loaders(store, split, cfg, kind, val_batches, plan.num_workers, cfg.val.tta)
@@ -243,6 +243,7 @@ def main(argv=None) -> int:
     if args.name:
         cfg.name = args.name
     check_distill_config(cfg)
+    check_mix_config(cfg, input_kind_of(cfg))
     d, device = init_distributed(args.device)
     run = RunDir.make(args.out, cfg.name, args.fold)
     prepare_run_dir(run, args, d.main)
@@ -250,7 +251,11 @@ def main(argv=None) -> int:
     cli.setup_logging(logging.INFO if d.main else logging.WARNING, logfile=str(run.log) if d.main else None)
     seed_everything(args.seed, cfg.train.deterministic)
     store = Store(cfg.data.store)
-    split = apply_sources(store, cfg, make_split(store, cfg, args.fold))
+    # the split's and sampler's index arrays (4 bytes a drawing each) live in unnamed files next to the run:
+    # page cache at Kaggle's size, not process memory (the run folder itself may be replaced by rank 0)
+    scratch = run.root.parent
+    scratch.mkdir(parents=True, exist_ok=True)
+    split = apply_sources(store, cfg, make_split(store, cfg, args.fold, scratch))
     # the teachers' pass is made once and kept in the run folder: outside the student's time budget
     soft = (soft_targets(cfg, run.root, store, split, args.fold, device, d.main, not args.no_progress and d.main)
             if cfg.distill.enabled else None)
@@ -263,7 +268,7 @@ def main(argv=None) -> int:
     quotas, best, history, start = np.full(n_cls, plan.per_class), None, [], 0
     spent = time.monotonic() - clock  # the probe counts against the budget
     model, state, sampler, train_loader, val_loaders, train_ds = build(cfg, args, store, split, device, d, plan,
-                                                                       quotas, soft)
+                                                                       quotas, soft, scratch)
     swa = build_average(cfg, model, plan.epochs)
     if ckpt:
         restore(ckpt, model, state, swa)

@@ -18,7 +18,7 @@ from doodle.config import Config
 from doodle.errors import UserError
 from doodle.store.format import Store
 from doodle.store.sources import row_sources
-from doodle.train.data import Split, cap_per_class
+from doodle.train.data import Split, cap_groups, group_by_class
 
 log = logging.getLogger("train")
 
@@ -45,8 +45,8 @@ def apply_sources(store: Store, cfg: Config, split: Split) -> Split:
     keep = np.ones(len(idx), bool)
     for s, cap in caps.items():
         mine = np.flatnonzero(src == s)
-        kept = cap_per_class(idx[mine], split.targets(store, idx[mine]), np.asarray(store.key_id)[idx[mine]], int(cap))
-        keep[mine] = np.isin(idx[mine], kept)
+        groups = group_by_class(idx[mine], lambda i: split.targets(store, i, np.int16), len(split.classes))
+        keep[mine] = np.isin(idx[mine], cap_groups(groups, lambda i: store.key_id[i], int(cap)))
     w = np.ones(len(idx), np.float64)
     for s, value in weights.items():
         w[src == s] = value
