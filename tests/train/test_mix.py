@@ -22,7 +22,8 @@ CNN = ROOT / "configs" / "r18_boost.yaml"
 
 def test_mixed_batches_have_soft_targets_that_sum_to_one():
     cfg = load_config(CNN, ["augment.mixup=0.4", "augment.cutmix=1.0", "train.label_smoothing=0.1"])
-    mix = build_mix(cfg, 5, "image")
+    check_mix_config(cfg, "image")
+    mix = build_mix(cfg, 5)
     torch.manual_seed(0)
     np.random.seed(0)  # timm draws the mixing proportion from numpy's global generator
     x, target = torch.rand(8, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
@@ -46,7 +47,7 @@ def test_mixed_loss_is_cross_entropy_to_the_soft_targets():
 
 
 def test_off_by_default_and_refused_where_it_cannot_work():
-    assert build_mix(load_config(CNN), 5, "image") is None
+    assert build_mix(load_config(CNN), 5) is None
     with pytest.raises(UserError, match="augment.mixup / augment.cutmix mix images; model.name 'seq_gru'"):
         check_mix_config(load_config(ROOT / "configs" / "seq_gru.yaml", ["augment.cutmix=1"]), "sequence")
     with pytest.raises(UserError, match="with distillation is not supported"):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from tqdm import tqdm
 
@@ -132,7 +133,7 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, batch: dict, state: TrainS
     """Cross-entropy on the labels (on `mixed`, the soft targets of a mixup / cutmix batch, when given), or with
     `state.distill` the mix of it and the teachers' soft targets."""
     if mixed is not None:
-        return torch.sum(-mixed * F.log_softmax(logits, dim=1), dim=1).mean()
+        return SoftTargetCrossEntropy()(logits, mixed)
     if state.distill is None:
         return F.cross_entropy(logits, target, label_smoothing=state.label_smoothing)
     soft = batch["soft"].to(device, non_blocking=True)

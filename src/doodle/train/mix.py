@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from timm.data import Mixup
+from timm.data.mixup import mixup_target
 
 from doodle.config import Config
 from doodle.errors import UserError
@@ -41,11 +42,9 @@ class BatchMix:
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if len(x) % 2 == 0:
             return self.mixup(x, target)
-        off = self.smoothing / self.n_classes
-        soft = torch.full((len(target), self.n_classes), off, device=x.device)
-        return x, soft.scatter_(1, target[:, None], 1.0 - self.smoothing + off)
+        return x, mixup_target(target, self.n_classes, lam=1.0, smoothing=self.smoothing)
 
 
-def build_mix(cfg: Config, n_classes: int, input_kind: str) -> BatchMix | None:
-    check_mix_config(cfg, input_kind)
+def build_mix(cfg: Config, n_classes: int) -> BatchMix | None:
+    """The batch mixer of a config `check_mix_config` accepted, or None when mixing is off."""
     return BatchMix(cfg, n_classes) if cfg.augment.mixup or cfg.augment.cutmix else None

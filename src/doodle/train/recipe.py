@@ -112,7 +112,7 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
     train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed, soft=soft)
     if soft is not None:
         state.distill = DistillLoss(cfg.distill.alpha, cfg.distill.temperature)
-    state.mix = build_mix(cfg, n_cls, kind)
+    state.mix = build_mix(cfg, n_cls)  # checked at start-up (check_mix_config)
     train_loader = make_loader(train_ds, sampler, plan.num_workers, args.seed)
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
     val_loaders = eval_loaders(store, split, cfg, kind, val_batches, plan.num_workers, cfg.val.tta)
