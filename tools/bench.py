@@ -6,7 +6,7 @@
     python tools/bench.py scale --rows 1M [--test-rows 112199] [--minutes 3] [--keep] [--work DIR] [--from SRC]
     python tools/bench.py load --users 20 --saves 25 [--collected DIR] [--servers 2] [--kills 10]
 
-`scale` (the whole pipeline at N rows, tools/benchmarks/scale.py) and `load` (browser users saving at once,
+`scale` (the whole pipeline at N rows, tools/benchmarks/scale.py) and `load` (users saving at once,
 tools/benchmarks/load.py) are not part of `all`: they take long.
 
 Each benchmark lives in tools/benchmarks/<name>.py and exposes `run(args) -> iterator of dicts`.
@@ -60,7 +60,10 @@ def main(argv=None) -> int:
                        help="more config overrides for the training run (after the bench's own)")
     scale.add_argument("--work", type=Path, help="work folder, new or empty (default: a temporary folder)")
     scale.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument("--users", type=int, default=20, help="load: browser users saving at once")
+    p.add_argument("--users", type=int, default=20, help="load: users saving at once")
+    p.add_argument("--client", choices=["protocol", "browser"], default="protocol",
+                   help="load: users speak Streamlit's websocket protocol (no browser on this machine) or are "
+                        "Playwright browser contexts")
     p.add_argument("--saves", type=int, default=25, help="load: drawings each user saves")
     p.add_argument("--collected", type=Path, help="load: the collected folder (default: a temporary one)")
     p.add_argument("--servers", type=int, default=1, help="load: page servers on the one collected folder")

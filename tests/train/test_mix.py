@@ -48,6 +48,7 @@ def test_mixed_loss_is_cross_entropy_to_the_soft_targets():
 
 def test_off_by_default_and_refused_where_it_cannot_work():
     assert build_mix(load_config(CNN), 5) is None
+    assert build_mix(load_config(CNN, ["augment.cutmix=1.0", "augment.mix_prob=0.5"]), 5) is not None
     with pytest.raises(UserError, match="augment.mixup / augment.cutmix mix images; model.name 'seq_gru'"):
         check_mix_config(load_config(ROOT / "configs" / "seq_gru.yaml", ["augment.cutmix=1"]), "sequence")
     with pytest.raises(UserError, match="with distillation is not supported"):

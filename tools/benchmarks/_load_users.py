@@ -121,6 +121,19 @@ async def warm(browser, url: str) -> None:
         await ctx.close()
 
 
+async def save_loop(k: int, saves: int, tally: Tally, save) -> None:
+    """User k's `saves` saves, `save(n)` each, until the deadline; a failed save is counted and the user goes on."""
+    for n in range(saves):
+        if tally.out_of_time():
+            break
+        try:
+            await save(n)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001  (counted and reported: a benchmark goes on)
+            tally.errors.append(f"user{k:02d} save {n}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+
+
 async def one_user(browser, url: str, k: int, saves: int, tally: Tally) -> None:
     """User k: name `userKK`, Label mode, `saves` drawings (a failed save is counted, and the user goes on)."""
     from playwright.async_api import expect
@@ -138,14 +151,6 @@ async def one_user(browser, url: str, k: int, saves: int, tally: Tally) -> None:
         await settle(pg)
         await pg.locator("[data-testid=stSidebar]").get_by_text("Label", exact=True).click()
         await expect(pg.get_by_text("Label mode")).to_be_visible(timeout=TIMEOUT_MS)
-        for s in range(saves):
-            if tally.out_of_time():
-                break
-            try:
-                await save_one(pg, k, s, tally)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001  (counted and reported: a benchmark goes on)
-                tally.errors.append(f"user{k:02d} save {s}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+        await save_loop(k, saves, tally, lambda n: save_one(pg, k, n, tally))
     finally:
         await ctx.close()

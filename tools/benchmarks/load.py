@@ -1,14 +1,19 @@
-"""Many people labelling at once: N browser users save drawings through page servers; nothing may be lost.
+"""Many people labelling at once: N users save drawings through page servers; nothing may be lost.
 
 `--servers` `streamlit run src/app.py` processes (as users start them) over `--run` (default: the page
 benchmark's untrained ResNet18: the cost of a trained one) share one collected folder (`--collected`,
-default a temporary one). `--users` Playwright browser contexts in one Chromium (each its own session, as
-separate people; user k on server k % servers) each type a name, open Label mode and `--saves` times draw two
-strokes with the mouse, wait for Save to be enabled and press it. Timed: each send of the pen, from its
-pointer event to its guesses on screen (`ms_p50` / `ms_p95`, with the server's own part `server_ms_p95`), and
-each save, from the click to its "Saved ..." message (`save_ms_p95`). The CPU seconds of the servers, of
-Chromium and of the driver are given, to say what the cores were spent on. Then the folder is read back:
-every save must be one intact line with a distinct key_id and its user's name.
+default a temporary one). `--users` people (each its own session; user k on server k % servers) each type a
+name, open Label mode and `--saves` times draw two strokes, wait for the final guesses and press Save.
+
+`--client protocol` (the default; `_load_ws.py`): each user speaks Streamlit's websocket protocol as the
+frontend does, with the pen played as pen.js plays it, and no browser runs here: real users' browsers run on
+their own devices, and on this machine 20 Chromium pages would take most of the cores from the server.
+`--client browser` (`_load_users.py`): Playwright contexts in one Chromium, drawing with the mouse.
+Timed: each send of the pen, from its newest point to its guesses (`ms_p50` / `ms_p95`: arriving over the
+websocket, or on screen with a browser; the server's own part `server_ms_p95`), and each save, from the
+click to its "Saved ..." message (`save_ms_p95`). The CPU seconds of the servers, of Chromium and of the
+driver are given, to say what the cores were spent on. Then the folder is read back: every save must be one
+intact line with a distinct key_id and its user's name.
 
 `--kills K` instead kills the (one) server with SIGKILL K times while users save (each kill aimed just
 after a Save click), starting a new server and new users after each; then `prepare --collected all` runs
@@ -38,7 +43,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from benchmarks._load_users import Tally, one_user, warm
+from benchmarks import _load_users as browser_users
+from benchmarks import _load_ws as ws_users
+from benchmarks._load_users import Tally
 from benchmarks.page import CHROMIUM, write_untrained_run
 from doodle import resources
 from doodle.app.server import start_server, stop_server
@@ -80,61 +87,68 @@ class CpuMeter:
         return {f"cpu_s_{k}": round(out[k], 1) for k in ("server", "chromium", "driver")}
 
 
-async def users_on(urls: list[str], users: int, saves: int, tally: Tally, meter: CpuMeter) -> None:
-    """`users` people, user k on urls[k % len(urls)], all in one Chromium, until each has saved `saves` drawings."""
+async def users_on(urls: list[str], users: int, saves: int, tally: Tally, meter: CpuMeter, client: str) -> None:
+    """`users` people, user k on urls[k % len(urls)], until each has saved `saves` drawings."""
+    async with users_client(client) as (warm, one_user):
+        sampler = asyncio.create_task(meter.run())
+        try:
+            await asyncio.gather(*(warm(url) for url in urls))
+            await asyncio.gather(*(one_user(urls[k % len(urls)], k, saves, tally) for k in range(users)))
+        finally:
+            meter.sample()
+            sampler.cancel()
+
+
+@contextlib.asynccontextmanager
+async def users_client(client: str):
+    """(warm(url), one_user(url, k, saves, tally)) of `client`: websocket sessions, or contexts of one Chromium."""
+    if client == "protocol":
+        yield ws_users.warm, ws_users.one_user
+        return
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        sampler = asyncio.create_task(meter.run())
         try:
-            await asyncio.gather(*(warm(browser, url) for url in urls))
-            await asyncio.gather(*(one_user(browser, urls[k % len(urls)], k, saves, tally) for k in range(users)))
+            yield (lambda url: browser_users.warm(browser, url),
+                   lambda url, k, saves, tally: browser_users.one_user(browser, url, k, saves, tally))
         finally:
-            meter.sample()
-            sampler.cancel()
             await browser.close()
 
 
 async def kill_rounds(page_args: list[str], logs: Path, args, tally: Tally, meter: CpuMeter) -> int:
     """`args.kills` rounds: a server, users saving, SIGKILL just after a Save click; a last round unkilled.
     Returns how many kills landed."""
-    from playwright.async_api import async_playwright
-
     kills = 0
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        try:
-            for r in range(args.kills + 1):
-                if tally.out_of_time():
-                    break
-                proc, url = start_server(page_args, logs / f"server{r}.log")
-                meter.servers.add(proc.pid)
-                try:
-                    await warm(browser, url)
-                except AssertionError as e:  # the page never came up (a starved machine): report what was done
-                    tally.errors.append(f"round {r}: the page did not come up ({str(e).splitlines()[0][:80]})")
-                    stop_server(proc)
-                    break
-                tally.clicked = asyncio.Event()
-                users = [asyncio.create_task(one_user(browser, url, k, args.saves, tally)) for k in range(args.users)]
-                if r < args.kills:
-                    done = asyncio.gather(*users, return_exceptions=True)
-                    clicked = asyncio.create_task(tally.clicked.wait())
-                    await asyncio.wait([clicked, done], return_when=asyncio.FIRST_COMPLETED)
-                    if clicked.done():  # a save is on its way: kill the server within the next 0.3 s
-                        await asyncio.sleep(random.uniform(0.0, 0.3))
-                        meter.sample()
-                        stop_server(proc, signal.SIGKILL)
-                        kills += 1
-                    clicked.cancel()
-                    for u in users:
-                        u.cancel()
-                await asyncio.gather(*users, return_exceptions=True)
-                meter.sample()
+    async with users_client(args.client) as (warm, one_user):
+        for r in range(args.kills + 1):
+            if tally.out_of_time():
+                break
+            proc, url = start_server(page_args, logs / f"server{r}.log")
+            meter.servers.add(proc.pid)
+            try:
+                await warm(url)
+            except (AssertionError, TimeoutError, OSError) as e:  # the page never came up (a starved machine): report what was done
+                tally.errors.append(f"round {r}: the page did not come up ({str(e).splitlines()[0][:80]})")
                 stop_server(proc)
-        finally:
-            await browser.close()
+                break
+            tally.clicked = asyncio.Event()
+            users = [asyncio.create_task(one_user(url, k, args.saves, tally)) for k in range(args.users)]
+            if r < args.kills:
+                done = asyncio.gather(*users, return_exceptions=True)
+                clicked = asyncio.create_task(tally.clicked.wait())
+                await asyncio.wait([clicked, done], return_when=asyncio.FIRST_COMPLETED)
+                if clicked.done():  # a save is on its way: kill the server within the next 0.3 s
+                    await asyncio.sleep(random.uniform(0.0, 0.3))
+                    meter.sample()
+                    stop_server(proc, signal.SIGKILL)
+                    kills += 1
+                clicked.cancel()
+                for u in users:
+                    u.cancel()
+            await asyncio.gather(*users, return_exceptions=True)
+            meter.sample()
+            stop_server(proc)
     return kills
 
 
@@ -179,7 +193,7 @@ def run(args) -> Iterator[dict]:
                 for proc, _ in procs:
                     stack.callback(stop_server, proc)
                     meter.servers.add(proc.pid)
-                asyncio.run(users_on([url for _, url in procs], users, saves, tally, meter))
+                asyncio.run(users_on([url for _, url in procs], users, saves, tally, meter, args.client))
         wall = time.perf_counter() - t0
         folder = check_folder(collected, users, saves)
         extra = {"kills": kills, "prepare": prepare_summary(collected, tmp / "store")} if args.kills else {}
@@ -187,7 +201,7 @@ def run(args) -> Iterator[dict]:
     lost = len(tally.save_ms) - folder["intact_lines"]
     errors = (max(0, lost) if args.kills else abs(lost) + len(tally.errors) + folder["broken_lines"]) \
         + folder["intact_lines"] - folder["distinct_key_ids"]
-    yield {"bench": "load", "servers": servers, "users": users, "saves": saves, "saved": len(tally.save_ms),
+    yield {"bench": "load", "client": args.client, "servers": servers, "users": users, "saves": saves, "saved": len(tally.save_ms),
            **folder, "errors": errors, "ms_p50": pct(tally.guess_ms, 50), "ms_p95": pct(tally.guess_ms, 95),
            "updates": len(tally.guess_ms), "not_shown": tally.not_shown, "server_ms_p50": pct(tally.server_ms, 50),
            "server_ms_p95": pct(tally.server_ms, 95), "save_ms_p50": pct(tally.save_ms, 50),

@@ -106,7 +106,7 @@ def run(args) -> Iterator[dict]:
                 facts = {k: r.pop(k) for k in ("params", "autocast")}
                 yield {"bench": "seq", "device": str(device), "model": name, "kwargs": cfg.model.kwargs, **facts,
                        "batch": BATCH, "max_points": cfg.seq.max_points, "time": cfg.seq.time,
-                       "drawings": len(store), "classes": int((np.bincount(np.asarray(store.label)) > 0).sum()),
+                       "drawings": len(store), "classes": int((store.class_counts() > 0).sum()),
                        "steps": steps, **{k: round(v, 1) for k, v in r.items()},
                        "loader_share_train": round(1 - r["train_with_loader_per_s"] / r["train_model_per_s"], 3),
                        "torch_threads": torch.get_num_threads()}

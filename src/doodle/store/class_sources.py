@@ -69,8 +69,7 @@ class StoreClasses:
         return self.store.root
 
     def counts(self, words: list[str]) -> dict[str, int]:
-        per = np.bincount(np.asarray(self.store.label), minlength=len(self.store.classes))
-        have = dict(zip(self.store.classes, per.tolist(), strict=True))
+        have = dict(zip(self.store.classes, self.store.class_counts().tolist(), strict=True))
         return {w: have.get(w, 0) for w in words}
 
     def drawings(self, word: str) -> tuple[Drawings, np.ndarray]:

@@ -126,9 +126,10 @@ class Store:
         self.info = StoreInfo(meta["n_drawings"], meta["n_strokes"], meta["n_points"], meta["classes"],
                               meta["n_folds"], meta["has_time"])
         self._arrays: dict[str, np.ndarray] | None = None
+        self._class_counts: np.ndarray | None = None
 
     def __getstate__(self):
-        return {"root": self.root, "info": self.info, "_arrays": None}
+        return {"root": self.root, "info": self.info, "_arrays": None, "_class_counts": self._class_counts}
 
     def rows_of(self, key_ids) -> np.ndarray:
         """The rows holding these key_ids, -1 where one is not in the store (the first row, were one repeated).
@@ -180,6 +181,16 @@ class Store:
     @property
     def fold(self) -> np.ndarray:
         return self.arrays["fold"]
+
+    def class_counts(self) -> np.ndarray:
+        """Drawings per class (int64, one per `classes`), read KEY_SCAN labels at a time: a bincount of the whole
+        column would first widen it to int64, 0.4 GB at Kaggle's 50M."""
+        if self._class_counts is None:
+            counts, label = np.zeros(len(self.classes), np.int64), self.label
+            for a in range(0, len(label), KEY_SCAN):
+                counts += np.bincount(np.asarray(label[a : a + KEY_SCAN]), minlength=len(self.classes))
+            self._class_counts = counts
+        return self._class_counts
 
     def drawing(self, i: int) -> Drawing:
         """Drawing i (float32 points in the 0..255 box; times when the drawing had them)."""

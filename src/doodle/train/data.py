@@ -50,8 +50,7 @@ class Split:
 def select_classes(store: Store, spec) -> list[str]:
     """`data.classes` resolved against the store: 'all' = every class with drawings in it."""
     if spec in (None, "all"):
-        counts = np.bincount(np.asarray(store.label), minlength=len(store.classes))
-        return [c for c, n in zip(store.classes, counts, strict=True) if n > 0]
+        return [c for c, n in zip(store.classes, store.class_counts(), strict=True) if n > 0]
     words = load_class_list(spec, store.classes)
     missing = [w for w in words if w not in store.classes]
     if missing:
