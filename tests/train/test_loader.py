@@ -184,3 +184,42 @@ def test_split_and_sampler_in_scratch_files_match_those_in_memory(store, cfg, tm
     val = make_split(store, capped, 1).val_idx
     assert np.bincount(label[val]).max() == 3
     assert list(tmp_path.iterdir()) == []  # nothing left behind, even by a killed run
+
+
+def test_making_the_split_holds_no_store_long_array(tmp_path, monkeypatch):
+    """At Kaggle's size a store-long temporary is 0.4 GB (an int16 column widened to int64: the class count of
+    `data.classes: all` did that): making the split in scratch files must hold far less than one int64 per
+    drawing at any moment. A store of 200,000 one-point drawings, written directly."""
+    import json
+    import tracemalloc
+
+    from doodle.store import format as store_format
+    from doodle.train import data
+
+    n, classes = 200_000, resources.kaggle_classes()[:40]
+    root = tmp_path / "store"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    key_id = rng.permutation(n).astype(np.int64) + 10**15
+    columns = {"xy": np.full((n, 2), 7, np.uint8), "stroke_len": np.ones(n, np.int32),
+               "pt_off": np.arange(n + 1, dtype=np.int64), "st_off": np.arange(n + 1, dtype=np.int64),
+               "key_id": key_id, "label": rng.integers(0, len(classes), n).astype(np.int16),
+               "fold": store_format.fold_of(key_id, 5).astype(np.int8), "raw": np.zeros(n, np.uint8)}
+    for name, values in columns.items():
+        values.tofile(store_format.array_path(root, name))
+    (root / "store.json").write_text(json.dumps({
+        "format_version": store_format.FORMAT_VERSION, "n_drawings": n, "n_strokes": n, "n_points": n,
+        "classes": classes, "n_folds": 5, "has_time": False}))
+    store = Store(root)
+    cfg = load_config(ROOT / "configs" / "r18.yaml", [f"data.img_size={SIZE}", "data.val_per_class=0"])  # classes: all
+    monkeypatch.setattr(data, "CHUNK", 1 << 14)
+    monkeypatch.setattr(store_format, "KEY_SCAN", 1 << 14)
+    tracemalloc.start()
+    try:
+        split = make_split(store, cfg, 1, tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(store.class_counts(), np.bincount(columns["label"], minlength=len(classes)))
+    assert len(split.classes) == 40 and len(split.train_idx) == int((columns["fold"] != 1).sum())
+    assert peak < 4 * n, f"making the split held {peak:,} bytes at once for {n:,} drawings"

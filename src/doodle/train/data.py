@@ -96,18 +96,18 @@ def make_split(store: Store, cfg: Config, fold: int, scratch: Path | None = None
     return Split(classes, train_idx, val_idx, store_to_model)
 
 
-def _chunked_counts(masks, n: int, chunk: int = CHUNK) -> np.ndarray:
-    """How many True each of the masks `masks(a, b)` gives over rows 0..n, a chunk at a time."""
-    counts = None
+def _chunked_counts(masks, n: int) -> np.ndarray:
+    """How many True each of the masks `masks(a, b)` gives over rows 0..n, CHUNK rows at a time."""
+    counts, chunk = None, CHUNK
     for a in range(0, n, chunk):
         c = np.array([int(m.sum()) for m in masks(a, min(n, a + chunk))], np.int64)
         counts = c if counts is None else counts + c
     return counts if counts is not None else np.zeros(len(masks(0, 0)), np.int64)
 
 
-def _fill_chunked(masks, n: int, outs: tuple[np.ndarray, ...], chunk: int = CHUNK) -> None:
-    """outs[k] = the rows where mask k is True, in order (outs sized by `_chunked_counts`)."""
-    put = [0] * len(outs)
+def _fill_chunked(masks, n: int, outs: tuple[np.ndarray, ...]) -> None:
+    """outs[k] = the rows where mask k is True, in order (outs sized by `_chunked_counts`), CHUNK rows at a time."""
+    put, chunk = [0] * len(outs), CHUNK
     for a in range(0, n, chunk):
         for k, m in enumerate(masks(a, min(n, a + chunk))):
             rows = np.flatnonzero(m)
