@@ -204,6 +204,40 @@ def test_draw_live_undo_clear_then_label_and_save(server, browser_page):
     assert ts2[0] >= ts[-1]
 
 
+def test_review_one_drawing_in_the_browser(server, browser_page):
+    """Review labels in Chromium: bob sees alice's drawing (not his own), accepts it; the decision is his."""
+    from playwright.sync_api import expect
+
+    from doodle import resources
+    from doodle.app import labels
+    from doodle.drawing.strokes import from_strokes
+    from doodle.store import collected as coll
+
+    url, collected = server
+    words, crab = resources.kaggle_classes(), from_strokes([[[20, 120, 220], [40, 200, 40], [0, 40, 90]]])
+    _, theirs = labels.append_drawing(collected, words, "crab", crab, "GB", False, author="alice")
+    _, own = labels.append_drawing(collected, words, "crab", crab, "GB", False, author="bob")
+    pg = browser_page
+    pg.goto(url)
+    expect(pg.get_by_text("Draw something")).to_be_visible(timeout=60_000)
+    name = pg.locator("[data-testid=stSidebar]").get_by_role("textbox", name="Your name")
+    name.fill("bob")
+    name.press("Enter")
+    settle(pg)
+    pg.locator("[data-testid=stSidebar]").get_by_text("Review labels", exact=True).click()
+    expect(pg.get_by_text("1 to review, 0 reviewed; 1 of yours left for someone else")).to_be_visible(timeout=30_000)
+    expect(pg.get_by_text(f"key_id {theirs['key_id']}")).to_be_visible()
+    expect(pg.get_by_text(f"key_id {own['key_id']}")).to_have_count(0)
+    expect(pg.get_by_text("by alice", exact=False)).to_be_visible()
+    pg.get_by_role("button", name="Accept").click()
+    expect(pg.get_by_text(f"accepted key_id {theirs['key_id']}")).to_be_visible(timeout=30_000)
+    expect(pg.get_by_text("Nothing to review.")).to_be_visible()
+    latest, problems = coll.read_decisions(collected)
+    assert not problems and list(latest) == [int(theirs["key_id"])]
+    d = latest[int(theirs["key_id"])]
+    assert (d.decision, d.reviewer, d.reason) == ("accept", "bob", "")
+
+
 def touch_stroke(cdp, box: dict, points: list[tuple[float, float]]) -> None:
     def at(x, y):
         return [{"x": box["x"] + x, "y": box["y"] + y, "id": 1}]
