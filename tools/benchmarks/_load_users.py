@@ -55,17 +55,23 @@ async def settle(pg) -> None:
                                                                timeout=TIMEOUT_MS)
 
 
+def user_strokes(k: int, s: int) -> list[list[tuple[int, int]]]:
+    """User k's save s: two polylines (px of the pen's canvas, from its corner), different for every user and
+    save; both clients draw these."""
+    x0, y0 = 40 + 7 * (k % 10), 40 + 5 * (s % 20)
+    return [[(x0 + x, y0 + y) for x, y in pts] for pts in ([(0, 0), (120, 30), (160, 150)], [(20, 140), (90 + s % 50, 60)])]
+
+
 async def draw(pg, k: int, s: int) -> None:
-    """Two strokes, different for every user and save."""
+    """User k's save s, drawn with the mouse."""
     ink = pg.frame_locator(PEN).first.locator("#ink")
     await ink.wait_for(timeout=TIMEOUT_MS)
     box = await ink.bounding_box()
-    x0, y0 = box["x"] + 40 + 7 * (k % 10), box["y"] + 40 + 5 * (s % 20)
-    for pts in ([(0, 0), (120, 30), (160, 150)], [(20, 140), (90 + s % 50, 60)]):
-        await pg.mouse.move(x0 + pts[0][0], y0 + pts[0][1])
+    for pts in user_strokes(k, s):
+        await pg.mouse.move(box["x"] + pts[0][0], box["y"] + pts[0][1])
         await pg.mouse.down()
         for x, y in pts[1:]:
-            await pg.mouse.move(x0 + x, y0 + y, steps=4)
+            await pg.mouse.move(box["x"] + x, box["y"] + y, steps=4)
         await pg.mouse.up()
 
 

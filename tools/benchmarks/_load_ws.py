@@ -26,7 +26,7 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-from benchmarks._load_users import TIMEOUT_MS, WARM_MS, Tally, save_loop
+from benchmarks._load_users import TIMEOUT_MS, WARM_MS, Tally, save_loop, user_strokes
 
 THROTTLE_S, WAIT_S, POINT_S = 0.150, 2.0, 1 / 60  # pen.js: THROTTLE_MS, WAIT_MS; a 60 Hz pointer
 CAPTION = re.compile(r"update (\d+)(?:, pen down)?: (\d+) ms on the server")
@@ -176,13 +176,24 @@ class Pen:
 
 
 def stroke_points(k: int, s: int) -> list[list[tuple[float, float]]]:
-    """Two strokes (canvas px, 400 px box), different for every user and save, ~0.5 s each at 60 Hz."""
-    x0, y0 = 40 + 7 * (k % 10), 40 + 5 * (s % 20)
+    """User k's save s (`user_strokes`) as a 60 Hz pointer gives it: 25 and 21 points (12 per segment of the
+    bent first stroke, 20 along the straight second), ~0.4 s a stroke."""
+    out = []
+    for pts in user_strokes(k, s):
+        line, n = [pts[0]], 12 if len(pts) > 2 else 20
+        for (ax, ay), (bx, by) in zip(pts, pts[1:], strict=False):
+            line += [(ax + (bx - ax) * i / n, ay + (by - ay) * i / n) for i in range(1, n + 1)]
+        out.append(line)
+    return out
 
-    def line(a, b, n):
-        return [(x0 + a[0] + (b[0] - a[0]) * i / n, y0 + a[1] + (b[1] - a[1]) * i / n) for i in range(n + 1)]
 
-    return [line((0, 0), (120, 30), 12) + line((120, 30), (160, 150), 12)[1:], line((20, 140), (90 + s % 50, 60), 20)]
+async def until(done, what: str, t0: float | None = None) -> None:
+    """Poll `done()` every 10 ms until it holds; TimeoutError naming `what` after TIMEOUT_MS (from `t0`)."""
+    deadline = (time.perf_counter() if t0 is None else t0) + TIMEOUT_MS / 1e3
+    while not done():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.01)
 
 
 async def draw_and_save(s: Session, k: int, n: int, tally: Tally) -> None:
@@ -190,11 +201,7 @@ async def draw_and_save(s: Session, k: int, n: int, tally: Tally) -> None:
     pen = Pen(s)
     for points in stroke_points(k, n):
         await pen.stroke(points)
-    deadline = time.perf_counter() + TIMEOUT_MS / 1e3
-    while pen.seq not in s.shown:  # the final guesses are on the page: Save is enabled
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"no guesses for send {pen.seq}")
-        await asyncio.sleep(0.01)
+    await until(lambda: pen.seq in s.shown, f"no guesses for send {pen.seq}")  # final guesses shown: Save is enabled
     await s.settle()
     for seq, sent in pen.sent.items():
         if seq in s.shown:
@@ -208,16 +215,15 @@ async def draw_and_save(s: Session, k: int, n: int, tally: Tally) -> None:
     await s.rerun(save.fragment_id, trigger=save.id, wait=False)
     if tally.clicked is not None:
         tally.clicked.set()
-    while not any(t.startswith("Saved '") for _, t in s.texts[before:]):
-        bad = [t for _, t in s.texts[before:] if t.startswith("Not saved")]
-        if bad or time.perf_counter() - t0 > TIMEOUT_MS / 1e3:
-            raise RuntimeError(bad[0] if bad else "no 'Saved' message")
-        await asyncio.sleep(0.01)
+    def saved() -> bool:
+        texts = [t for _, t in s.texts[before:]]
+        if bad := [t for t in texts if t.startswith("Not saved")]:
+            raise RuntimeError(bad[0])
+        return any(t.startswith("Saved '") for t in texts)
+
+    await until(saved, "no 'Saved' message", t0)
     tally.save_ms.append(1e3 * (time.perf_counter() - t0))
-    while s.full_runs == runs:  # the whole-page run after a save mounts a fresh pen
-        if time.perf_counter() - t0 > TIMEOUT_MS / 1e3:
-            raise TimeoutError("no page run after the save")
-        await asyncio.sleep(0.01)
+    await until(lambda: s.full_runs != runs, "no page run after the save", t0)  # it mounts a fresh pen
 
 
 async def warm(url: str) -> None:
