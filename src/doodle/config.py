@@ -62,6 +62,7 @@ Amp = Literal["auto", "off", "bf16", "fp16"]  # engine.resolve_precision
 Tta = Literal["none", "flip"]  # the train recipe's validation, the predict recipe's --tta
 Blend = Literal["prob_mean", "logit_mean"]  # predict.ensemble.BLENDERS
 TeacherTta = Literal["run", "none", "flip"]  # run: each teacher's own val.tta (as its val_logits were made)
+DistillInit = Literal["none", "teacher"]  # predict.teachers.teacher_weights
 
 
 @dataclass
@@ -184,6 +185,9 @@ class DistillCfg:
     method: Blend = "prob_mean"  # how the teachers are averaged, as tools/ensemble.py --method does
     tta: TeacherTta = "run"
     cache: str = ""  # folder of the teachers' log-probabilities (default <run>/fold<k>/teacher/); reused when present
+    # teacher: start from the weights of the first teacher whose network is the student's (same model and input);
+    # none: from scratch (or model.weights)
+    init: DistillInit = "none"
 
 
 @dataclass

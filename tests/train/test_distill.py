@@ -108,6 +108,24 @@ def test_student_trains_on_its_teachers_and_is_an_ordinary_run(kaggle_store, tea
     assert load_logits(run / "test_logits.npz")["logits"].shape == (270, 27)
 
 
+def test_a_student_can_start_from_its_teacher(kaggle_store, teacher, tmp_path):
+    """distill.init=teacher: the student's first weights are the teacher's (a learning rate of 1e-9 leaves them)."""
+    from doodle.config import load_resolved
+    from doodle.runs.folder import load_checkpoint
+
+    train = command_module(ROOT / "src/train.py")
+    args = _distill(kaggle_store, tmp_path, "--set", f"distill.teachers=[{teacher}]", "distill.init=teacher",
+                    "train.lr=1e-9", "train.warmup_epochs=0")
+    assert train.main(args) == 0
+    run = tmp_path / "distill/fold0"
+    assert load_resolved(run / "config.yaml")[0].model.weights == str(teacher / "fold0/checkpoints/best.pt")
+    theirs, ours = (load_checkpoint(r / "checkpoints/best.pt")["model"] for r in (teacher / "fold0", run))
+    convs = [k for k in theirs if k.endswith("conv1.weight") or k == "fc.weight"]
+    assert len(convs) >= 9  # the stem, every block's first conv, the head
+    for k in convs:
+        assert torch.allclose(ours[k], theirs[k], atol=1e-5), k
+
+
 def _stale_folder(path: Path, teacher: Path, classes: list[str]) -> Path:
     """A complete-looking teacher folder by the right teacher that holds only 3 drawings."""
     path.mkdir()
@@ -133,6 +151,10 @@ def test_bad_teachers_are_one_line_errors_before_training(kaggle_store, teacher,
          "do not cover the training drawings: "),
         (["--set", f"distill.teachers=[{teacher}]", f"distill.cache={stale}", "distill.method=logit_mean"],
          "were made by other teachers or settings"),
+        (["--set", f"distill.teachers=[{teacher}]", "distill.init=teacher", "model.kwargs={output_stride: 16}"],
+         "distill.init=teacher: no teacher among"),
+        (["--set", f"distill.teachers=[{teacher}]", "distill.init=teacher", f"model.weights={stale / LOGPROBS}"],
+         "both name the student's starting weights"),
         ([], "distill.teachers is empty"),
         (["--set", f"distill.teachers=[{teacher}]", "distill.enabled=false"], "distill.enabled is false"),
     ]

@@ -22,9 +22,11 @@ from tqdm import tqdm
 
 from doodle.config import Config, load_resolved
 from doodle.errors import UserError
+from doodle.models.factory import input_kind_of
 from doodle.predict.ensemble import Aligned, blend
 from doodle.predict.exported import store_logits
 from doodle.predict.loaded_run import load_run
+from doodle.render.raster import raster_spec
 from doodle.runs.folder import RunDir, atomic_write_bytes, fold_dirs
 from doodle.store.format import Store
 from doodle.train.data import Split, fixed_batches
@@ -57,6 +59,34 @@ def teacher_folds(paths: list[str], fold: int, classes: list[str], store: Store)
             raise UserError(f"distill.teachers: {run.root} has no {run.best.name} (not finished?)")
         out.append(run)
     return out
+
+
+def teacher_weights(cfg: Config, fold: int, classes: list[str], store: Store) -> Path:
+    """distill.init=teacher: the best checkpoint of the first teacher whose network is the student's (same
+    model, kwargs, input and channels), its fold `fold`; a one-line error when no teacher is."""
+    runs = teacher_folds(cfg.distill.teachers, fold, classes, store)
+    want = _network(cfg)
+    for run in runs:
+        if _network(load_resolved(run.config)[0]) == want:
+            return run.best
+    raise UserError(f"distill.init=teacher: no teacher among {', '.join(str(r.root) for r in runs)} is the "
+                    f"student's network ({want[0]}, {want[1]} input, model.kwargs {want[2]}); set distill.init=none")
+
+
+def start_from_teacher(cfg: Config, fold: int, classes: list[str], store: Store) -> None:
+    """distill.init=teacher: point model.weights at that teacher's checkpoint (the saved config then says which)."""
+    path = str(teacher_weights(cfg, fold, classes, store))
+    if cfg.model.weights and cfg.model.weights != path:
+        raise UserError(f"distill.init=teacher and model.weights={cfg.model.weights} both name the student's "
+                        "starting weights; keep one")
+    cfg.model.weights = path
+    log.info("distill.init=teacher: the student starts from %s", path)
+
+
+def _network(cfg: Config) -> tuple:
+    kind = input_kind_of(cfg)
+    detail = f"{raster_spec(cfg).channels} channels" if kind == "image" else f"seq.time {cfg.seq.time}"
+    return cfg.model.name, f"{kind} ({detail})", json.dumps(cfg.model.kwargs, sort_keys=True)
 
 
 def _check_classes(run: RunDir, theirs: list[str], ours: list[str]) -> None:
