@@ -61,10 +61,9 @@ def teacher_folds(paths: list[str], fold: int, classes: list[str], store: Store)
     return out
 
 
-def teacher_weights(cfg: Config, fold: int, classes: list[str], store: Store) -> Path:
-    """distill.init=teacher: the best checkpoint of the first teacher whose network is the student's (same
-    model, kwargs, input and channels), its fold `fold`; a one-line error when no teacher is."""
-    runs = teacher_folds(cfg.distill.teachers, fold, classes, store)
+def teacher_weights(cfg: Config, runs: list[RunDir]) -> Path:
+    """distill.init=teacher: the best checkpoint of the first of the teachers' fold folders `runs` (teacher_folds)
+    whose network is the student's (same model, kwargs, input and channels); a one-line error when none is."""
     want = _network(cfg)
     for run in runs:
         if _network(load_resolved(run.config)[0]) == want:
@@ -73,9 +72,9 @@ def teacher_weights(cfg: Config, fold: int, classes: list[str], store: Store) ->
                     f"student's network ({want[0]}, {want[1]} input, model.kwargs {want[2]}); set distill.init=none")
 
 
-def start_from_teacher(cfg: Config, fold: int, classes: list[str], store: Store) -> None:
+def start_from_teacher(cfg: Config, runs: list[RunDir]) -> None:
     """distill.init=teacher: point model.weights at that teacher's checkpoint (the saved config then says which)."""
-    path = str(teacher_weights(cfg, fold, classes, store))
+    path = str(teacher_weights(cfg, runs))
     if cfg.model.weights and cfg.model.weights != path:
         raise UserError(f"distill.init=teacher and model.weights={cfg.model.weights} both name the student's "
                         "starting weights; keep one")
@@ -111,11 +110,11 @@ def _check_folds(run: RunDir, cfg: Config, store: Store) -> None:
                         f"{store.root} has {store.info.n_folds}: its fold is other drawings")
 
 
-def soft_targets(cfg: Config, run_root: Path, store: Store, split: Split, fold: int, device: torch.device,
+def soft_targets(cfg: Config, runs: list[RunDir], run_root: Path, store: Store, split: Split, device: torch.device,
                  main: bool = True, progress: bool = True) -> SoftTargets:
-    """The teachers' log-probabilities of the fold's training drawings: made once (on the main process; under
-    DDP the other ranks wait at a barrier), then reused from the folder (a resumed run, or distill.cache)."""
-    runs = teacher_folds(cfg.distill.teachers, fold, split.classes, store)
+    """The log-probabilities of the teachers' fold folders `runs` (teacher_folds) for the fold's training drawings:
+    made once (on the main process; under DDP the other ranks wait at a barrier), then reused from the folder (a
+    resumed run, or distill.cache)."""
     folder = cache_dir(cfg, run_root)
     names = [str(r.root.resolve()) for r in runs]
     if main and not (folder / KEYS).is_file():

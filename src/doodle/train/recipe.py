@@ -23,7 +23,7 @@ from doodle import cli
 from doodle.config import Config, load_config, save_config
 from doodle.metrics import expected_calibration_error, fit_temperature, per_class_accuracy, softmax
 from doodle.models.factory import build_model, input_kind_of
-from doodle.predict.teachers import soft_targets, start_from_teacher
+from doodle.predict.teachers import soft_targets, start_from_teacher, teacher_folds
 from doodle.render.raster import raster_spec
 from doodle.runs.folder import RunDir, load_checkpoint, save_checkpoint, save_logits
 from doodle.store.format import Store
@@ -256,11 +256,13 @@ def main(argv=None) -> int:
     scratch = run.root.parent
     scratch.mkdir(parents=True, exist_ok=True)
     split = apply_sources(store, cfg, make_split(store, cfg, args.fold, scratch))
-    if cfg.distill.enabled and cfg.distill.init == "teacher":
-        start_from_teacher(cfg, args.fold, split.classes, store)
-    # the teachers' pass is made once and kept in the run folder: outside the student's time budget
-    soft = (soft_targets(cfg, run.root, store, split, args.fold, device, d.main, not args.no_progress and d.main)
-            if cfg.distill.enabled else None)
+    soft = None
+    if cfg.distill.enabled:  # the teachers are checked once, before any of their work
+        teachers = teacher_folds(cfg.distill.teachers, args.fold, split.classes, store)
+        if cfg.distill.init == "teacher":
+            start_from_teacher(cfg, teachers)
+        # the teachers' pass is made once and kept in the run folder: outside the student's time budget
+        soft = soft_targets(cfg, teachers, run.root, store, split, device, d.main, not args.no_progress and d.main)
     clock = time.monotonic()
     n_cls = len(split.classes)
     ckpt = load_checkpoint(run.last, split.classes) if args.resume else None
