@@ -127,11 +127,13 @@ def test_a_student_can_start_from_its_teacher(kaggle_store, teacher, tmp_path):
 
 
 def _stale_folder(path: Path, teacher: Path, classes: list[str]) -> Path:
-    """A complete-looking teacher folder by the right teacher that holds only 3 drawings."""
+    """A complete-looking teacher folder by the right teacher, made with distill.yaml's settings, that holds only
+    3 drawings."""
+    d = config.load_config(ROOT / "configs/distill.yaml").distill
     path.mkdir()
     np.save(path / LOGPROBS, np.zeros((3, len(classes)), np.float16))
     buf = io.BytesIO()
-    np.savez(buf, key_id=np.arange(3, dtype=np.int64), classes=np.array(classes), method="prob_mean", tta="none",
+    np.savez(buf, key_id=np.arange(3, dtype=np.int64), classes=np.array(classes), method=d.method, tta=d.tta,
              teachers=np.array([str((teacher / "fold0").resolve())]))
     (path / KEYS).write_bytes(buf.getvalue())
     return path
