@@ -12,7 +12,7 @@ SAMPLE = ROOT / "input" / "sample"
 
 # The documented entry scripts -> the package modules they are shims over (each has `main(argv)`).
 COMMANDS = {
-    "src/train.py": "doodle.train.recipe", "src/predict.py": "doodle.predict.recipe",
+    "src/train.py": "doodle.train.console", "src/predict.py": "doodle.predict.console",
     **{f"tools/{n}.py": f"doodle.tools.{n}" for n in
        ("prepare", "download", "ensemble", "submit", "report", "compare", "show", "make_sample", "export",
         "synthesize", "collected", "pseudo", "holdout")},
@@ -20,7 +20,7 @@ COMMANDS = {
 
 
 def command_module(path: Path):
-    """The package module behind an entry script (src/train.py -> doodle.train.recipe), for its main(argv)."""
+    """The package module behind an entry script (src/train.py -> doodle.train.console), for its main(argv)."""
     return importlib.import_module(COMMANDS[Path(path).resolve().relative_to(ROOT).as_posix()])
 
 

@@ -78,3 +78,35 @@ def test_bench_train_refuses_a_run_without_summary_before_timing(tmp_path, monke
     args = SimpleNamespace(run=tmp_path / "outputs/r18_boost", data=tmp_path / "no-data", min_drawings=120)
     with pytest.raises(SystemExit, match="no summary.json there"):
         next(iter(bench.run(args)))
+
+
+# Runs an entry script as `python script ARGS` does, then says on stderr whether torch got imported.
+_RUN_AND_TELL = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    code = e.code
+print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("script, args, code, says", [
+    ("src/train.py", ["--help"], 0, "usage: "),
+    ("src/train.py", ["--cfg", "configs/r18.yaml", "--fodl", "0"], 2, "unrecognized arguments: --fodl"),
+    ("src/train.py", ["--cfg", "configs/r18.yaml", "--set", "train.lrr=1"], 2, "train.lrr"),
+    ("src/train.py", ["--cfg", "configs/r18.yaml", "--set", "val.tta=flp"], 2, "flp"),
+    ("src/predict.py", ["--help"], 0, "usage: "),
+    ("src/predict.py", ["--run", "outputs/x", "--tta", "flp"], 2, "invalid choice: 'flp'"),
+], ids=["train-help", "train-option", "train-key", "train-value", "predict-help", "predict-option"])
+def test_train_and_predict_answer_help_and_mistakes_before_torch_loads(script, args, code, says):
+    """Importing torch and timm takes ~10 s on a 2-core CPU: `--help`, a mistyped option and a wrong config key
+    or value must not wait for it (the commands parse, and load the config, before importing their recipe)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    res = subprocess.run([sys.executable, "-c", _RUN_AND_TELL, str(ROOT / script), *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == code, res.stderr[-2000:]
+    assert says in res.stdout + res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "torch imported: False", res.stderr[-2000:]

@@ -12,7 +12,6 @@ import pytest
 import torch
 import yaml
 from conftest_app import outputs_copy, tiny_run  # noqa: F401  (fixtures)
-from helpers import command_module
 
 from doodle import metrics, resources
 from doodle.app import guesses as page
@@ -80,8 +79,9 @@ def test_predict_never_reads_review_decisions_as_drawings(tmp_path, caplog):
 # ---- predict: rejected rows with a usable key_id still get a (blank) row ------------------------------
 
 def predict_rows(tmp_path: Path, test: Path) -> tuple[list[int], list[list[str]]]:
-    predict = command_module(ROOT / "src/predict.py")
-    batch = predict.read_inputs([test], tmp_path / "rejects.csv")
+    from doodle.predict.recipe import read_inputs  # what src/predict.py reads its --test with
+
+    batch = read_inputs([test], tmp_path / "rejects.csv")
     with open(tmp_path / "rejects.csv", newline="") as f:
         rejects = list(csv.reader(f))[1:]
     return batch.key_id.tolist(), rejects

@@ -239,13 +239,13 @@ def test_cli_errors_are_one_line(kaggle_store, tmp_path, capsys, extra, message)
     in-process (a Python start-up with torch costs ~10 s a case); the first case also goes through
     `python src/train.py` itself."""
     from doodle import cli
-    from doodle.train import recipe
+    from doodle.train import console
 
     args = tiny_args(kaggle_store, tmp_path / "err", *extra)
     if extra[0] == "--fold":
         args[args.index("--fold") + 1] = extra[1]
         args = args[:-2]
-    results = [(cli.run(recipe.main, args), capsys.readouterr().err)]
+    results = [(cli.run(console.main, args), capsys.readouterr().err)]
     if extra[0] == "--set" and extra[1] == "train.lrr=1":
         res = _run(args)
         results.append((res.returncode, res.stderr))

@@ -1,6 +1,5 @@
-"""Predict a test file with a finished run: test logits + a single-model Kaggle submission.
-
-    python src/predict.py --run outputs/r18_boost/fold0 --test input/test_simplified.csv [--tta flip]
+"""Predict a test file with a finished run: test logits + a single-model Kaggle submission; the body of
+`python src/predict.py` (doodle.predict.console parses the arguments first, then calls `predict`).
 
 `--test` may also be a Google ndjson or a folder of drawing files (label files skipped); when the drawings
 have words (or `--labels key_id,word CSV` is given) MAP@3 is reported too. The run's own config.yaml and
@@ -15,7 +14,6 @@ import argparse
 import csv
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,22 +35,6 @@ from doodle.train.engine import evaluate
 
 log = logging.getLogger("predict")
 
-
-def parse_args(argv):
-    p = argparse.ArgumentParser(description="predict drawings with a trained run")
-    p.add_argument("--run", required=True, type=Path,
-                   help="outputs/<run>/fold<k> (or outputs/<run>: its first fold), or an exported .onnx / .doodle")
-    p.add_argument("--test", type=Path, default=Path("input/test_simplified.csv"),
-                   help="Kaggle test CSV, Google ndjson, or a folder of Kaggle train CSVs")
-    p.add_argument("--labels", type=Path, help="key_id,word CSV with the answers, to report MAP@3")
-    p.add_argument("--tta", choices=["none", "flip"], default=None,
-                   help="test-time augmentation (default: the run's val.tta, as its validation logits were made)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers rendering the drawings")
-    p.add_argument("--out", type=Path, help="submission CSV (default submissions/<run>_fold<k>.csv)")
-    p.add_argument("--logits", type=Path, help="logits file (default <run>/test_logits.npz)")
-    return cli.add_debug_flag(p).parse_args(argv)
 
 
 def usable_key(key_id: str) -> int | None:
@@ -126,8 +108,8 @@ def score(logits, keys, words, classes, labels: Path | None) -> dict:
             "acc1": round(accuracy(logits[known], target[known]), 5)}
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def predict(args: argparse.Namespace) -> int:
+    """Predict `args.test` with `args.run` (the arguments parsed by doodle.predict.console)."""
     cli.setup_logging()
     lr = load_model(args.run, resolve_device(args.device))
     lr.run.root.mkdir(parents=True, exist_ok=True)  # an export's output folder is made on first use
@@ -149,11 +131,3 @@ def main(argv=None) -> int:
     print(json.dumps(result))
     return 0
 
-
-def console() -> int:
-    """`doodle-predict`: `main` with one-line errors (exit status 2)."""
-    return cli.run(main)
-
-
-if __name__ == "__main__":
-    sys.exit(console())

@@ -1,6 +1,6 @@
-"""Train one fold: `python src/train.py --cfg configs/r18_boost.yaml --fold 0 [--set train.epochs=3]`.
+"""Train one fold: the body of `python src/train.py` (doodle.train.console parses the arguments and loads the
+config first, then calls `train`).
 
-Several GPUs or machines: `torchrun --nproc_per_node 4 src/train.py --cfg ... --fold 0`.
 The run folder outputs/<config name>/fold<k>/ gets the resolved config, logs, metrics, checkpoints and
 validation logits; `--resume` continues a killed run from checkpoints/last.pt.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from doodle import cli
-from doodle.config import Config, load_config, save_config
+from doodle.config import Config, save_config
 from doodle.metrics import expected_calibration_error, fit_temperature, per_class_accuracy, softmax
 from doodle.models.factory import build_model, input_kind_of
 from doodle.predict.teachers import soft_targets, start_from_teacher, teacher_folds
@@ -68,22 +68,6 @@ from doodle.train.sources import apply_sources
 from doodle.train.swa import WeightAverage, build_average, save_average
 
 log = logging.getLogger("train")
-
-
-def parse_args(argv):
-    p = argparse.ArgumentParser(description="train one fold of a doodle config")
-    p.add_argument("--cfg", required=True, type=Path, help="configs/<name>.yaml")
-    p.add_argument("--fold", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
-    p.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config keys: --set a.b=1 c.d=2 (repeatable)")
-    p.add_argument("--out", type=Path, default=Path("outputs"), help="outputs root")
-    p.add_argument("--name", default=None, help="run name (default: the config's name / file stem)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return cli.add_debug_flag(p).parse_args(argv)
 
 
 def prepare_run_dir(run: RunDir, args, main: bool) -> None:
@@ -237,11 +221,8 @@ def calibration(logits: np.ndarray, target: np.ndarray) -> dict:
     return {"val/temperature": t, "val/ece": ece[0], "val/ece_calibrated": ece[1]}
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    cfg = load_config(args.cfg, args.set)
-    if args.name:
-        cfg.name = args.name
+def train(args: argparse.Namespace, cfg: Config) -> int:
+    """Train fold `args.fold` of `cfg` (parsed and loaded by doodle.train.console)."""
     check_distill_config(cfg)
     check_mix_config(cfg, input_kind_of(cfg))
     d, device = init_distributed(args.device)
@@ -360,11 +341,3 @@ def main(argv=None) -> int:
         torch.distributed.destroy_process_group()
     return 0
 
-
-def console() -> int:
-    """`doodle-train`: `main` with one-line errors (exit status 2)."""
-    return cli.run(main)
-
-
-if __name__ == "__main__":
-    sys.exit(console())
