@@ -36,7 +36,6 @@ from doodle.train.engine import evaluate
 log = logging.getLogger("predict")
 
 
-
 def usable_key(key_id: str) -> int | None:
     """A rejected row's key_id when it is a valid one (as the readers accept it), else None."""
     try:
