@@ -84,6 +84,7 @@ def test_bench_train_refuses_a_run_without_summary_before_timing(tmp_path, monke
 _RUN_AND_TELL = """
 import runpy, sys
 sys.argv = sys.argv[1:]
+code = 0  # a script that ends without sys.exit
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 except SystemExit as e:
