@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +61,28 @@ def shrink(store: Path, epochs: int, *extra: str) -> list[str]:
     sets = ["data.img_size=32", "data.per_class=4", "data.val_per_class=3", f"train.epochs={epochs}",
             "train.batch_size=32", "data.num_workers=0", "train.max_minutes=0", *extra, f"data.store={store}"]
     return [a for s in sets for a in ("--set", s)]
+
+
+# Runs an entry script as `python script ARGS` does, then prints on stderr, last, which heavy modules got imported.
+HEAVY = ("torch", "timm", "sklearn", "lightgbm")
+_RUN_AND_TELL = f"""
+import runpy, sys
+sys.argv = sys.argv[1:]
+code = 0  # a script that ends without sys.exit
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    code = e.code
+print("imported:", ",".join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def run_telling_imports(script: str, *args: str, cwd: Path = ROOT) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`python ROOT/script ARGS` in `cwd`: the finished process, and which of HEAVY it had imported by the end."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    res = subprocess.run([sys.executable, "-c", _RUN_AND_TELL, str(ROOT / script), *args], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=300)
+    last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
+    assert last.startswith("imported:"), res.stderr[-2000:]
+    return res, {m for m in last.removeprefix("imported:").strip().split(",") if m}

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import run_telling_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tools").glob("*.py")) + [
@@ -80,20 +81,6 @@ def test_bench_train_refuses_a_run_without_summary_before_timing(tmp_path, monke
         next(iter(bench.run(args)))
 
 
-# Runs an entry script as `python script ARGS` does, then says on stderr whether torch got imported.
-_RUN_AND_TELL = """
-import runpy, sys
-sys.argv = sys.argv[1:]
-code = 0  # a script that ends without sys.exit
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-except SystemExit as e:
-    code = e.code
-print("torch imported:", "torch" in sys.modules, file=sys.stderr)
-sys.exit(code)
-"""
-
-
 @pytest.mark.parametrize("script, args, code, says", [
     ("src/train.py", ["--help"], 0, "usage: "),
     ("src/train.py", ["--cfg", "configs/r18.yaml", "--fodl", "0"], 2, "unrecognized arguments: --fodl"),
@@ -101,13 +88,16 @@ sys.exit(code)
     ("src/train.py", ["--cfg", "configs/r18.yaml", "--set", "val.tta=flp"], 2, "flp"),
     ("src/predict.py", ["--help"], 0, "usage: "),
     ("src/predict.py", ["--run", "outputs/x", "--tta", "flp"], 2, "invalid choice: 'flp'"),
-], ids=["train-help", "train-option", "train-key", "train-value", "predict-help", "predict-option"])
-def test_train_and_predict_answer_help_and_mistakes_before_torch_loads(script, args, code, says):
+    ("tools/ensemble.py", ["--help"], 0, "usage: "),
+    ("tools/ensemble.py", ["outputs/x", "--method", "stak"], 2, "invalid choice: 'stak'"),
+    ("tools/pseudo.py", ["--help"], 0, "usage: "),
+], ids=["train-help", "train-option", "train-key", "train-value", "predict-help", "predict-option", "ensemble-help",
+        "ensemble-option", "pseudo-help"])
+def test_commands_answer_help_and_mistakes_before_torch_loads(script, args, code, says):
     """Importing torch and timm takes ~10 s on a 2-core CPU: `--help`, a mistyped option and a wrong config key
-    or value must not wait for it (the commands parse, and load the config, before importing their recipe)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    res = subprocess.run([sys.executable, "-c", _RUN_AND_TELL, str(ROOT / script), *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    or value must not wait for it (train and predict parse, and load the config, before importing their recipe;
+    the ensemble and pseudo-label tools need torch only for exported members)."""
+    res, imported = run_telling_imports(script, *args)
     assert res.returncode == code, res.stderr[-2000:]
     assert says in res.stdout + res.stderr
-    assert res.stderr.strip().splitlines()[-1] == "torch imported: False", res.stderr[-2000:]
+    assert "torch" not in imported and "timm" not in imported, imported

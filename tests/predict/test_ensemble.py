@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import command_module
+from helpers import command_module, run_telling_imports
 
 from doodle import cli
 from doodle.metrics import accuracy, map_at_k
@@ -197,6 +197,21 @@ def test_ensemble_tool_end_to_end(runs, tmp_path, method, capsys):
     assert set(report["balance"]) == {"rows", "per_class", "before", "after"}
     if method == "stack":
         assert "prob_mean" in report["scores"]
+
+
+def test_blending_run_folders_needs_neither_torch_nor_scikit_learn(runs, tmp_path):
+    """`tools/ensemble.py outputs/*` reads logits files: it must not wait ~10 s for torch and timm (needed only for
+    an exported member) or scikit-learn (only for --method stack)."""
+    out = tmp_path / "mean.csv"
+    res, imported = run_telling_imports("tools/ensemble.py", str(runs["a"]), str(runs["b"]), "--out", str(out),
+                                        "--test", str(runs["test"]))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert imported == set() and len(out.read_text().splitlines()) == 51
+    res, imported = run_telling_imports("tools/ensemble.py", str(runs["a"]), str(runs["b"]), "--out", str(out),
+                                        "--test", str(runs["test"]), "--method", "stack")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert imported == {"sklearn"}
+    assert json.loads(out.with_suffix(".json").read_text())["method"] == "stack"
 
 
 def test_ensemble_tool_fold_folders_default_out_and_no_test_csv(runs, tmp_path, monkeypatch):

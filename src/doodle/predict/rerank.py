@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import KFold
 
 from doodle.metrics import softmax
 
@@ -158,6 +157,8 @@ def rerank_oof(probs_list: Sequence[np.ndarray], target: np.ndarray, prior: np.n
     META_COLUMNS (any subset; None: probability features only). The folds are `KFold(n_splits, shuffle,
     seed)` over drawings, as `stack_oof`'s.
     """
+    from sklearn.model_selection import KFold  # here, as lightgbm in _fit: only this method needs it
+
     n = len(target)
     if n < n_splits:
         raise ValueError(f"reranking with {n_splits} splits needs at least {n_splits} drawings, got {n}")

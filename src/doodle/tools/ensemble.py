@@ -30,7 +30,6 @@ from doodle.config import load_resolved
 from doodle.metrics import summarize
 from doodle.predict import ensemble as ens
 from doodle.predict import rerank
-from doodle.predict.exported import member_folder
 from doodle.predict.rerank_inputs import Inputs, common_features, inputs_from_store, inputs_from_test_file
 from doodle.predict.submission import read_test_key_ids, to_submission, validate_submission, write_submission
 from doodle.runs.folder import RunDir, fold_dirs, join_val_logits, load_logits
@@ -64,6 +63,17 @@ def parse_args(argv):
     p.add_argument("--rerank-objective", choices=rerank.OBJECTIVES, default="lambdarank")
     p.add_argument("--threads", type=int, default=1, help="rerank: LightGBM threads")
     return cli.add_debug_flag(p).parse_args(argv)
+
+
+def member_path(path: Path, store: Path | None) -> Path:
+    """A run or fold folder as it is; anything else through `predict.exported.member_folder` (an exported file
+    predicts its validation fold there). Imported only then: it loads torch and timm (~7 s), which an ensemble
+    of run folders never needs."""
+    if path.is_dir():
+        return path
+    from doodle.predict.exported import member_folder
+
+    return member_folder(path, store)
 
 
 def load_run_logits(path: Path, fold_method: str) -> Run:
@@ -222,7 +232,7 @@ def main(argv=None) -> int:
         log.warning("--weights are ignored by --method %s (it learns its own)", args.method)
         weights = None
     fold_method = "prob_mean" if args.method in ("stack", "rerank") else args.method
-    runs = [load_run_logits(member_folder(p, args.store), fold_method) for p in args.runs]
+    runs = [load_run_logits(member_path(p, args.store), fold_method) for p in args.runs]
     folds = common_folds(runs)
     aligned = ens.align_members([val_member(r, folds) for r in runs])
     members = [{"name": r.name, "folds": folds, "has_test": r.test is not None,
