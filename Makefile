@@ -36,11 +36,15 @@ else
 	       "install it, or set DOODLE_SKIP_BROWSER=1 to skip the browser tests" >&2; exit 1; }
 endif
 
+# The suite runs in a worker per core (pytest-xdist, at most 4), a test module per worker so that a module's
+# fixtures are made once; tests/conftest.py gives each worker's torch its share of the cores.
+PYTEST_PARALLEL := -n auto --maxprocesses 4 --dist loadscope
+
 test: setup chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow and not browser"
 
 lint: setup
 	$(BIN)/ruff check src tools tests

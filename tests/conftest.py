@@ -19,7 +19,13 @@ from hypothesis import settings
 # HYPOTHESIS_PROFILE=explore to draw fresh random cases locally.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False)
-settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "ci"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Under pytest-xdist (`make test` runs a worker per core) each worker's torch, and the training runs its tests
+# start (they inherit the variable), get the worker's share of the cores: every worker using all of them would
+# oversubscribe the CPU and slow every test down.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "input" / "sample"
