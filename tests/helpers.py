@@ -78,10 +78,10 @@ sys.exit(code)
 """
 
 
-def run_telling_imports(script: str, *args: str, cwd: Path = ROOT) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """`python ROOT/script ARGS` in `cwd`: the finished process, and which of HEAVY it had imported by the end."""
+def run_telling_imports(script: str, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`python ROOT/script ARGS` run in ROOT: the finished process, and which of HEAVY it had imported by the end."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    res = subprocess.run([sys.executable, "-c", _RUN_AND_TELL, str(ROOT / script), *args], cwd=cwd, env=env,
+    res = subprocess.run([sys.executable, "-c", _RUN_AND_TELL, str(ROOT / script), *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
     assert last.startswith("imported:"), res.stderr[-2000:]
