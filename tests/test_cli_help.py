@@ -91,12 +91,16 @@ def test_bench_train_refuses_a_run_without_summary_before_timing(tmp_path, monke
     ("tools/ensemble.py", ["--help"], 0, "usage: "),
     ("tools/ensemble.py", ["outputs/x", "--method", "stak"], 2, "invalid choice: 'stak'"),
     ("tools/pseudo.py", ["--help"], 0, "usage: "),
+    ("tools/export.py", ["--help"], 0, "usage: "),
+    ("tools/export.py", ["--run", "outputs/x", "--format", "onxx"], 2, "invalid choice: 'onxx'"),
+    ("tools/report.py", ["--help"], 0, "usage: "),
 ], ids=["train-help", "train-option", "train-key", "train-value", "predict-help", "predict-option", "ensemble-help",
-        "ensemble-option", "pseudo-help"])
+        "ensemble-option", "pseudo-help", "export-help", "export-option", "report-help"])
 def test_commands_answer_help_and_mistakes_before_torch_loads(script, args, code, says):
     """Importing torch and timm takes ~10 s on a 2-core CPU: `--help`, a mistyped option and a wrong config key
     or value must not wait for it (train and predict parse, and load the config, before importing their recipe;
-    the ensemble and pseudo-label tools need torch only for exported members)."""
+    the ensemble and pseudo-label tools need torch only for exported members, export only after its arguments,
+    report only for its inputs section)."""
     res, imported = run_telling_imports(script, *args)
     assert res.returncode == code, res.stderr[-2000:]
     assert says in res.stdout + res.stderr

@@ -24,7 +24,8 @@ from benchmarks._common import ROOT, one_core, prepared_store
 from doodle import resources
 from doodle.config import Config
 from doodle.export import checks
-from doodle.export.make import Bounds, make_onnx
+from doodle.export.bounds import Bounds
+from doodle.export.make import make_onnx
 from doodle.models.factory import build_model
 from doodle.predict.exported import INPUT_NAMES, fold_split, ort_session
 from doodle.predict.loaded_run import LoadedRun, load_run

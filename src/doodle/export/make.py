@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from doodle.export import checks
+from doodle.export.bounds import Bounds
 from doodle.export.onnx_export import export_metadata, onnx_bytes, quantize_int8, with_metadata
 from doodle.predict.exported import load_package
 from doodle.predict.loaded_run import LoadedRun
@@ -22,17 +22,6 @@ from doodle.train.data import Split
 from doodle.train.records import git_commit
 
 log = logging.getLogger("export")
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The checks' drawings and limits (the defaults are the figures issue #18 asks for)."""
-
-    check_rows: int = 512  # validation drawings for the logit comparison
-    calib_rows: int = 512  # training drawings for int8 calibration
-    max_diff: float = 1e-3  # fp32 ONNX / package vs the run: max abs logit difference
-    min_top1: float = 0.98  # int8 vs fp32: top-1 agreement on the validation fold
-    max_map3_drop: float = 0.005  # int8 vs fp32: MAP@3 lost on the validation fold
 
 
 def run_metrics(lr: LoadedRun) -> dict:

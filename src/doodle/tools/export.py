@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from doodle import cli
-from doodle.export.make import Bounds, make_onnx, make_package
-from doodle.predict.exported import fold_split, is_exported
-from doodle.predict.loaded_run import load_run
+from doodle.export.bounds import Bounds
 from doodle.runs.folder import atomic_write_bytes
 
 log = logging.getLogger("export")
@@ -48,6 +46,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
+    from doodle.export.make import make_onnx, make_package  # torch, onnx: after the arguments are read
+    from doodle.predict.exported import fold_split, is_exported
+    from doodle.predict.loaded_run import load_run
+
     if args.int8 and args.format != "onnx":
         raise cli.UserError("--int8 is for --format onnx (a package keeps the run's float32 weights)")
     if is_exported(args.run):

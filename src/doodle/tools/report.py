@@ -25,7 +25,6 @@ from doodle.metrics import (
     reliability,
     softmax,
 )
-from doodle.models.factory import input_kind_of
 from doodle.render.raster import ENCODINGS
 from doodle.runs import figures as figs
 from doodle.runs import report as rep
@@ -174,6 +173,8 @@ def inputs_section(run: rep.Run, oof: dict, drawings: rep.Drawings, out: Path) -
             grid.append((classes[c], cells))
     if not grid:
         return "## Inputs\n\n_None of the validation drawings is in the store._"
+    from doodle.models.factory import input_kind_of  # torch + timm: only when the section is written
+
     enc = run.cfg.raster.encoding
     png = figs.plot_image_grid(grid, out / FIGS / "inputs.png",
                               f"validation inputs ({enc}, {run.cfg.data.img_size} px): caption = top-1 prediction")
