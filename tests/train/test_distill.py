@@ -4,6 +4,7 @@ stale teacher folder."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import typing
@@ -124,6 +125,20 @@ def test_a_student_can_start_from_its_teacher(kaggle_store, teacher, tmp_path):
     assert len(convs) >= 9  # the stem, every block's first conv, the head
     for k in convs:
         assert torch.allclose(ours[k], theirs[k], atol=1e-5), k
+
+
+def test_a_student_trains_on_mixed_batches(kaggle_store, teacher, tmp_path):
+    """augment.mixup / cutmix with distillation: every batch mixed, the teachers' targets with it (the mixing
+    itself: tests/train/test_mix.py); the run finishes with finite losses and a validation score."""
+    train = command_module(ROOT / "src/train.py")
+    args = _distill(kaggle_store, tmp_path, "--set", f"distill.teachers=[{teacher}]", "augment.mixup=0.2",
+                    "augment.cutmix=1.0", "augment.mix_prob=1.0")
+    assert train.main(args) == 0
+    run = tmp_path / "distill/fold0"
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(np.isfinite(float(r["train/loss"])) and float(r["train/loss"]) > 0 for r in rows)
+    assert np.isfinite(json.loads((run / "summary.json").read_text())["val/map3"])
 
 
 def _stale_folder(path: Path, teacher: Path, classes: list[str]) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.loss import SoftTargetCrossEntropy
 
 from doodle.config import Config
 from doodle.errors import UserError
@@ -27,10 +28,15 @@ LOGPROBS, KEYS = "logprobs.npy", "keys.npz"
 
 
 def distill_loss(logits: torch.Tensor, target: torch.Tensor, teacher_logp: torch.Tensor, alpha: float,
-                 temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+                 temperature: float, label_smoothing: float = 0.0, mixed: torch.Tensor | None = None
+                 ) -> torch.Tensor:
     """(1 - alpha) CE(hard labels) + alpha T^2 KL(teacher_T || student_T), both softened by T (Hinton et al. 2015:
-    the T^2 keeps the soft term's gradients at the scale of the hard term's as T changes)."""
-    hard = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+    the T^2 keeps the soft term's gradients at the scale of the hard term's as T changes). In a mixup / cutmix
+    batch the hard term is the cross-entropy to `mixed`, the mixed (already label-smoothed) one-hot targets."""
+    if mixed is None:
+        hard = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+    else:
+        hard = SoftTargetCrossEntropy()(logits, mixed)
     t = temperature
     soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logp.float() / t, dim=1),
                     reduction="batchmean", log_target=True)
@@ -44,8 +50,8 @@ class DistillLoss:
     alpha: float
     temperature: float
 
-    def __call__(self, logits, target, teacher_logp, label_smoothing: float = 0.0) -> torch.Tensor:
-        return distill_loss(logits, target, teacher_logp, self.alpha, self.temperature, label_smoothing)
+    def __call__(self, logits, target, teacher_logp, label_smoothing: float = 0.0, mixed=None) -> torch.Tensor:
+        return distill_loss(logits, target, teacher_logp, self.alpha, self.temperature, label_smoothing, mixed)
 
 
 def check_distill_config(cfg: Config) -> None:

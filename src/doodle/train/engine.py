@@ -101,12 +101,13 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
         state.scheduler.step(schedule_pos(epoch + i / max(n_batches, 1)))
         inputs = to_input(batch, device, state.channels_last)
         target = batch["target"].to(device, non_blocking=True)
+        soft = batch["soft"].to(device, non_blocking=True) if state.distill is not None else None
         mixed = None
         if state.mix is not None:
-            inputs["x"], mixed = state.mix(inputs["x"], target)
+            inputs["x"], mixed, soft = state.mix(inputs["x"], target, soft)
         with state.precision.autocast():
             logits = forward(model, inputs)
-            loss = _loss(logits.float(), target, batch, state, device, mixed)
+            loss = _loss(logits.float(), target, state, mixed, soft)
         (state.scaler.scale(loss / state.accum_steps) if state.scaler else loss / state.accum_steps).backward()
         if (i + 1) % state.accum_steps == 0 or i + 1 == n_batches:
             _optimizer_step(model, state)
@@ -128,16 +129,15 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
             "train/lr": state.optimizer.param_groups[0]["lr"]}
 
 
-def _loss(logits: torch.Tensor, target: torch.Tensor, batch: dict, state: TrainState,
-          device: torch.device, mixed: torch.Tensor | None = None) -> torch.Tensor:
+def _loss(logits: torch.Tensor, target: torch.Tensor, state: TrainState | None, mixed: torch.Tensor | None = None,
+          soft: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy on the labels (on `mixed`, the soft targets of a mixup / cutmix batch, when given), or with
-    `state.distill` the mix of it and the teachers' soft targets."""
+    `state.distill` the mix of it and the teachers' soft targets `soft` (mixed alike in a mixed batch)."""
+    if state is not None and state.distill is not None:
+        return state.distill(logits, target, soft, state.label_smoothing, mixed)
     if mixed is not None:
         return SoftTargetCrossEntropy()(logits, mixed)
-    if state.distill is None:
-        return F.cross_entropy(logits, target, label_smoothing=state.label_smoothing)
-    soft = batch["soft"].to(device, non_blocking=True)
-    return state.distill(logits, target, soft, state.label_smoothing)
+    return F.cross_entropy(logits, target, label_smoothing=state.label_smoothing if state else 0.0)
 
 
 def _read_back(totals: torch.Tensor, seen: int, epoch: int, step: int, bar: tqdm) -> tuple[float, int]:
