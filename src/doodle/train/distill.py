@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timm.loss import SoftTargetCrossEntropy
 
 from doodle.config import Config
 from doodle.errors import UserError
+from doodle.train.mix import label_loss
 
 LOGPROBS, KEYS = "logprobs.npy", "keys.npz"
 
@@ -33,10 +33,7 @@ def distill_loss(logits: torch.Tensor, target: torch.Tensor, teacher_logp: torch
     """(1 - alpha) CE(hard labels) + alpha T^2 KL(teacher_T || student_T), both softened by T (Hinton et al. 2015:
     the T^2 keeps the soft term's gradients at the scale of the hard term's as T changes). In a mixup / cutmix
     batch the hard term is the cross-entropy to `mixed`, the mixed (already label-smoothed) one-hot targets."""
-    if mixed is None:
-        hard = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
-    else:
-        hard = SoftTargetCrossEntropy()(logits, mixed)
+    hard = label_loss(logits, target, label_smoothing, mixed)
     t = temperature
     soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logp.float() / t, dim=1),
                     reduction="batchmean", log_target=True)

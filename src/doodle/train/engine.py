@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from tqdm import tqdm
 
 from doodle.errors import UserError
 from doodle.metrics import summarize
+from doodle.train.mix import label_loss
 
 
 @dataclass
@@ -135,9 +135,7 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, state: TrainState | None, 
     `state.distill` the mix of it and the teachers' soft targets `soft` (mixed alike in a mixed batch)."""
     if state is not None and state.distill is not None:
         return state.distill(logits, target, soft, state.label_smoothing, mixed)
-    if mixed is not None:
-        return SoftTargetCrossEntropy()(logits, mixed)
-    return F.cross_entropy(logits, target, label_smoothing=state.label_smoothing if state else 0.0)
+    return label_loss(logits, target, state.label_smoothing if state else 0.0, mixed)
 
 
 def _read_back(totals: torch.Tensor, seen: int, epoch: int, step: int, bar: tqdm) -> tuple[float, int]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
+from timm.loss import SoftTargetCrossEntropy
 
 from doodle.config import Config
 from doodle.errors import UserError
@@ -48,9 +50,18 @@ class BatchMix:
         # what Mixup.__call__ does in batch mode, keeping the proportion (x is mixed in place; timm is pinned)
         lam = float(self.mixup._mix_batch(x))
         soft = mixup_target(target, self.n_classes, lam=lam, smoothing=self.smoothing)
-        if teacher_logp is not None and lam < 1.0:
+        if teacher_logp is not None:
             teacher_logp = mix_log_probs(teacher_logp.float(), lam)
         return x, soft, teacher_logp
+
+
+def label_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
+               mixed: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss on the labels: cross-entropy to `mixed`, a mixed batch's (already label-smoothed) soft targets, when
+    given; else the label-smoothed cross-entropy to `target`."""
+    if mixed is not None:
+        return SoftTargetCrossEntropy()(logits, mixed)
+    return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
 
 
 def mix_log_probs(logp: torch.Tensor, lam: float) -> torch.Tensor:
