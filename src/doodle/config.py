@@ -188,6 +188,10 @@ class DistillCfg:
     # teacher: start from the weights of the first teacher whose network is the student's (same model and input);
     # none: from scratch (or model.weights)
     init: DistillInit = "none"
+    # share of each epoch's drawings taken from the transfer set (Hinton et al. 2015): the store's training-fold
+    # drawings of classes the student does not learn (outside data.classes), taught by the teachers' soft
+    # targets alone (no label of the student's). 0: off
+    transfer: Annotated[float, Range(0, 0.9)] = 0.0
 
 
 @dataclass

@@ -189,3 +189,105 @@ def _classes(teacher: Path) -> list[str]:
     from doodle.config import load_resolved
 
     return load_resolved(teacher / "fold0/config.yaml")[1]["classes"]
+
+
+def _subset(kaggle_store: Path, n: int = 20) -> list[str]:
+    """The first n of the sample's classes (the rest of its classes are the transfer set)."""
+    from doodle.store.format import Store
+
+    store = Store(kaggle_store)
+    return [c for c, k in zip(store.classes, store.class_counts(), strict=True) if k > 0][:n]
+
+
+def test_the_transfer_set_is_the_training_folds_drawings_of_the_other_classes(kaggle_store):
+    from doodle.store.format import Store
+    from doodle.train.data import QuotaSampler, make_split
+    from doodle.train.distill import taught_idx
+
+    store = Store(kaggle_store)
+    words = _subset(kaggle_store)
+    cfg = config.load_config(ROOT / "configs/distill.yaml", [f"data.store={kaggle_store}",
+                                                             f"data.classes=[{','.join(words)}]"])
+    split = make_split(store, cfg, 0, transfer=True)
+    t = np.asarray(split.transfer_idx)
+    names = np.array(store.classes)[np.asarray(store.label[t])]
+    fold = np.asarray(store.fold)
+    assert len(t) > 50 and not np.isin(names, words).any() and len(set(names)) == 7  # the sample's other 7 classes
+    assert (fold[t] != 0).all() and np.array_equal(t, np.sort(t))
+    other = np.flatnonzero(~np.isin(np.array(store.classes)[np.asarray(store.label)], words) & (fold != 0))
+    assert np.array_equal(t, other)  # every one of them, nothing else
+    assert (split.targets(store, t) == -1).all() and not np.isin(t, split.train_idx).any()
+    assert np.array_equal(taught_idx(split), np.union1d(split.train_idx, t))
+    everything = make_split(store, config.load_config(ROOT / "configs/distill.yaml", [f"data.store={kaggle_store}"]),
+                            0, transfer=True)
+    assert len(everything.transfer_idx) == 0  # a student of every class: no transfer set
+    assert make_split(store, cfg, 0).transfer_idx is None
+
+    quotas = np.full(20, 9)
+    s = QuotaSampler(split.train_idx, lambda i: split.targets(store, i, np.int16), 20, quotas, 16, transfer=t,
+                     transfer_share=0.25)
+    epoch = s.epoch_indices()
+    assert s.transfer_count() == 60 and len(s) == -(-(180 + 60) // 16)
+    assert np.isin(epoch, t).sum() == 60 and np.isin(epoch, split.train_idx).sum() == len(epoch) - 60
+
+
+def test_transfer_drawings_have_no_hard_loss_only_the_teachers():
+    g = torch.Generator().manual_seed(0)
+    logits, teacher = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g).log_softmax(1)
+    target = torch.tensor([0, 1, -1, 3, -1, 0])
+    lab = target >= 0
+    assert torch.allclose(distill_loss(logits, target, teacher, 0.0, 2.0, 0.1),
+                          F.cross_entropy(logits[lab], target[lab], label_smoothing=0.1))
+    x = logits.clone().requires_grad_(True)
+    none = distill_loss(x, torch.full((6,), -1), teacher, 0.5, 2.0)
+    t = 2.0
+    kl = F.kl_div((x / t).log_softmax(1), (teacher / t).log_softmax(1), reduction="batchmean", log_target=True)
+    assert torch.allclose(none, 0.5 * t * t * kl)
+    none.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_a_student_learns_from_a_transfer_set(kaggle_store, tmp_path):
+    """distill.transfer: the teachers' pass covers the transfer set too, a share of each epoch comes from it, and
+    the student is an ordinary run of its own classes."""
+    from doodle.runs.folder import load_logits
+    from doodle.store.format import Store
+    from doodle.train.data import make_split
+
+    words = _subset(kaggle_store)
+    classes = f"data.classes=[{','.join(words)}]"
+    train = command_module(ROOT / "src/train.py")
+    assert train.main(_args(kaggle_store, tmp_path / "t", "demo.yaml", "--name", "t", "--set", classes)) == 0
+    args = _distill(kaggle_store, tmp_path, "--set", classes, f"distill.teachers=[{tmp_path / 't/t'}]",
+                    "distill.transfer=0.5", "train.epochs=2")
+    assert train.main(args) == 0
+    run = tmp_path / "distill/fold0"
+    store = Store(kaggle_store)
+    split = make_split(store, config.load_config(ROOT / "configs/distill.yaml", [f"data.store={kaggle_store}",
+                                                                                 classes]), 0, transfer=True)
+    with np.load(run / "teacher" / KEYS) as z:
+        keys = z["key_id"]
+    want = np.asarray(store.key_id[np.union1d(split.train_idx, split.transfer_idx)])
+    assert np.array_equal(keys, want) and np.load(run / "teacher" / LOGPROBS).shape == (len(want), 20)
+    log = (run / "train.log").read_text()
+    assert f"distill.transfer: {len(split.transfer_idx)} training drawings of 7 classes outside data.classes" in log
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    # epoch 0: 4 drawings per class x 20 classes + as many transfer drawings (share 0.5), in batches of 32
+    assert len(rows) == 2 and int(rows[0]["train/images"]) == 160
+    assert all(np.isfinite(float(r["train/loss"])) and 0 <= float(r["train/acc1"]) <= 1 for r in rows)
+    assert load_logits(run / "val_logits.npz")["logits"].shape[1] == 20
+
+
+def test_a_transfer_set_needs_distillation_and_no_mixing(kaggle_store, tmp_path, capsys):
+    train = command_module(ROOT / "src/train.py")
+    for sets, message in [(["distill.enabled=false", "distill.transfer=0.25"],
+                           "distill.transfer=0.25 but distill.enabled is false"),
+                          (["distill.teachers=[x]", "distill.transfer=0.25", "augment.mixup=0.2"],
+                           "distill.transfer with augment.mixup / augment.cutmix"),
+                          (["distill.teachers=[x]", "distill.transfer=0.95"], "distill.transfer")]:
+        capsys.readouterr()
+        assert cli.run(train.main, _distill(kaggle_store, tmp_path, "--set", *sets)) == 2, sets
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and message in err[-1], (sets, err[-1])
+        assert not list(tmp_path.rglob("metrics.csv")), sets

@@ -30,7 +30,7 @@ from doodle.render.raster import raster_spec
 from doodle.runs.folder import RunDir, atomic_write_bytes, fold_dirs
 from doodle.store.format import Store
 from doodle.train.data import Split, fixed_batches
-from doodle.train.distill import KEYS, LOGPROBS, SoftTargets, cache_dir, read_keys
+from doodle.train.distill import KEYS, LOGPROBS, SoftTargets, cache_dir, read_keys, taught_idx
 
 log = logging.getLogger("train")
 CHUNK = 8192  # drawings per step of the teachers' pass (its progress bar; the memory map is written per chunk)
@@ -112,8 +112,8 @@ def _check_folds(run: RunDir, cfg: Config, store: Store) -> None:
 
 def soft_targets(cfg: Config, runs: list[RunDir], run_root: Path, store: Store, split: Split, device: torch.device,
                  main: bool = True, progress: bool = True) -> SoftTargets:
-    """The log-probabilities of the teachers' fold folders `runs` (teacher_folds) for the fold's training drawings:
-    made once (on the main process; under DDP the other ranks wait at a barrier), then reused from the folder (a
+    """The log-probabilities of the teachers' fold folders `runs` (teacher_folds) for the fold's training drawings
+    and its transfer set (`split.transfer_idx`, distill.transfer): made once (on the main process; under DDP the other ranks wait at a barrier), then reused from the folder (a
     resumed run, or distill.cache)."""
     folder = cache_dir(cfg, run_root)
     names = [str(r.root.resolve()) for r in runs]
@@ -126,16 +126,17 @@ def soft_targets(cfg: Config, runs: list[RunDir], run_root: Path, store: Store, 
     if made_by != (names, cfg.distill.method, cfg.distill.tta):
         raise UserError(f"teacher logits {folder} were made by other teachers or settings ({made_by[0]}, "
                         f"{made_by[1]}, tta {made_by[2]}); delete the folder or set distill.cache elsewhere")
-    train_keys = np.asarray(store.key_id[split.train_idx], np.int64)
-    return SoftTargets(folder, split.train_idx, train_keys, split.classes)
+    idx = taught_idx(split)
+    return SoftTargets(folder, idx, np.asarray(store.key_id[idx], np.int64), split.classes)
 
 
 def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: Split, cfg: Config,
                          device: torch.device, progress: bool) -> None:
-    """Blend the teachers over the training drawings, chunk by chunk, into `folder` (keys.npz written last)."""
+    """Blend the teachers over the training drawings (and the transfer set), chunk by chunk, into `folder`
+    (keys.npz written last)."""
     t0 = time.monotonic()
     teachers = [load_run(r.root, device) for r in runs]
-    idx, n_cls = split.train_idx, len(split.classes)
+    idx, n_cls = taught_idx(split), len(split.classes)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{LOGPROBS}.tmp"
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(idx), n_cls))
@@ -157,5 +158,6 @@ def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: 
              teachers=np.array(names, dtype=str), method=cfg.distill.method, tta=cfg.distill.tta)
     atomic_write_bytes(folder / KEYS, buf.getvalue())
     seconds = time.monotonic() - t0
-    log.info("teachers %s: %d training drawings in %.0f s (%.0f drawings/s), log-probabilities in %s",
-             ", ".join(names), len(idx), seconds, len(idx) / max(seconds, 1e-9), folder)
+    log.info("teachers %s: %d drawings (%d of them the transfer set) in %.0f s (%.0f drawings/s), "
+             "log-probabilities in %s", ", ".join(names), len(idx), len(idx) - len(split.train_idx), seconds,
+             len(idx) / max(seconds, 1e-9), folder)

@@ -40,6 +40,8 @@ class Split:
     val_idx: np.ndarray
     store_to_model: np.ndarray  # store label -> model label (-1 = class not used), int16 like the store's labels
     train_weight: np.ndarray | None = None  # sampling weight of each training drawing (None: all equal)
+    # distill.transfer: the training folds' drawings of the store's other classes (no model label), sorted
+    transfer_idx: np.ndarray | None = None
 
     def targets(self, store: Store, idx: np.ndarray, dtype=np.int64) -> np.ndarray:
         """Model labels of store drawings `idx` (int64, as the loss takes them; the sampler asks for int16,
@@ -61,8 +63,10 @@ def select_classes(store: Store, spec) -> list[str]:
     return words
 
 
-def make_split(store: Store, cfg: Config, fold: int, scratch: Path | None = None) -> Split:
-    """Fold `fold` held out (folds fixed by key_id hash); validation optionally capped per class.
+def make_split(store: Store, cfg: Config, fold: int, scratch: Path | None = None, transfer: bool = False) -> Split:
+    """Fold `fold` held out (folds fixed by key_id hash); validation optionally capped per class. With `transfer`
+    the split also holds the drawings of the training folds whose class is not one of `data.classes`
+    (`transfer_idx`: distillation's transfer set).
 
     The store is read a chunk at a time, so what the split holds is its index arrays: 4 bytes a drawing, in
     memory, or with `scratch` (a folder) memory-mapped from unnamed files there (`scratch_array`), so that at
@@ -79,21 +83,22 @@ def make_split(store: Store, cfg: Config, fold: int, scratch: Path | None = None
     label, fold_arr = store.label, store.fold  # fold -1: a train-only drawing (pseudo-labelled), in no fold
     n = min(len(store), cfg.data.max_drawings) if cfg.data.max_drawings else len(store)
 
-    def masks(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    def masks(a: int, b: int) -> tuple[np.ndarray, ...]:
         f = np.asarray(fold_arr[a:b])
         usable = store_to_model[np.asarray(label[a:b])] >= 0
-        return usable & (f != fold) & ~np.isin(f, excluded), usable & (f == fold)
+        training = (f != fold) & ~np.isin(f, excluded)
+        return (usable & training, usable & (f == fold)) + ((~usable & training,) if transfer else ())
 
-    train_idx, val_idx = (scratch_array(int(k), index_dtype(len(store)), scratch)
-                          for k in _chunked_counts(masks, n))
-    _fill_chunked(masks, n, (train_idx, val_idx))
+    train_idx, val_idx, *others = (scratch_array(int(k), index_dtype(len(store)), scratch)
+                                   for k in _chunked_counts(masks, n))
+    _fill_chunked(masks, n, (train_idx, val_idx, *others))
     if cfg.data.val_per_class:
         groups = group_by_class(val_idx, lambda i: store_to_model[np.asarray(label[i])], len(classes),
                                 out=scratch_array(len(val_idx), val_idx.dtype, scratch))
         val_idx = cap_groups(groups, lambda i: store.key_id[i], cfg.data.val_per_class)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise UserError(f"fold {fold} leaves {len(train_idx)} training and {len(val_idx)} validation drawings")
-    return Split(classes, train_idx, val_idx, store_to_model)
+    return Split(classes, train_idx, val_idx, store_to_model, transfer_idx=others[0] if others else None)
 
 
 def _chunked_counts(masks, n: int) -> np.ndarray:
@@ -206,14 +211,17 @@ def boosted_quotas(per_class: int, acc: np.ndarray, floor: float = 0.25) -> np.n
 class QuotaSampler(Sampler):
     """Yields batches (lists of store indices): quota[c] drawings of each class, shuffled, per epoch.
 
-    Classes with fewer drawings than their quota are sampled with replacement. With `world_size > 1` the
+    Classes with fewer drawings than their quota are sampled with replacement. With `transfer` (store indices,
+distillation's transfer set) a share `transfer_share` of each epoch is drawn from those drawings on top of
+the quotas (`transfer_count`). With `world_size > 1` the
     epoch is padded to a multiple of world_size * batch_size and rank r takes every world_size-th batch,
     so ranks never share a drawing within an epoch.
     """
 
     def __init__(self, idx: np.ndarray, targets, n_classes: int, quotas: np.ndarray,
                  batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 weights: np.ndarray | None = None, scratch: Path | None = None):
+                 weights: np.ndarray | None = None, scratch: Path | None = None,
+                 transfer: np.ndarray | None = None, transfer_share: float = 0.0):
         # targets: aligned with idx, or a function from some of idx to theirs (`group_by_class`); with `scratch`
         # the class-grouped copy of idx is memory-mapped there (`scratch_array`)
         idx = np.asarray(idx)
@@ -231,6 +239,8 @@ class QuotaSampler(Sampler):
             self.by_class = np.split(grouped[: bounds[-1]], bounds[1:-1])
             self.by_class_p = [w[p] / w[p].sum() if len(p) else w[p] for p in pos]  # 8 bytes a drawing, in memory
         self.quotas = np.asarray(quotas, np.int64)
+        self.transfer = transfer if transfer is not None and transfer_share > 0 else None
+        self.transfer_share = transfer_share if self.transfer is not None else 0.0
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch = 0
 
@@ -247,6 +257,9 @@ class QuotaSampler(Sampler):
                 continue
             p = None if self.by_class_p is None else self.by_class_p[c]
             parts.append(rng.choice(members, size=int(q), replace=bool(q > len(members)), p=p))
+        q = self.transfer_count()
+        if q and len(self.transfer):
+            parts.append(rng.choice(self.transfer, size=q, replace=bool(q > len(self.transfer))))
         allidx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         rng.shuffle(allidx)
         chunk = self.batch_size * self.world_size
@@ -259,18 +272,24 @@ class QuotaSampler(Sampler):
         batches = self.epoch_indices().reshape(-1, self.batch_size)
         yield from (b.tolist() for b in batches[self.rank :: self.world_size])
 
+    def transfer_count(self) -> int:
+        """Drawings of the transfer set in an epoch: `transfer_share` of the epoch, the quotas the rest."""
+        return round(int(self.quotas.sum()) * self.transfer_share / (1 - self.transfer_share))
+
     def __len__(self) -> int:
-        total = int(self.quotas.sum())
+        total = int(self.quotas.sum()) + self.transfer_count()
         chunk = self.batch_size * self.world_size
         return math.ceil(total / chunk) if total else 0
 
 
 def train_sampler(store: Store, split: Split, quotas: np.ndarray, batch_size: int, seed: int = 0, rank: int = 0,
-                  world_size: int = 1, scratch: Path | None = None) -> QuotaSampler:
+                  world_size: int = 1, scratch: Path | None = None, transfer_share: float = 0.0) -> QuotaSampler:
     """The training run's sampler over `split`: targets read from the store a chunk at a time (none held), the
-    class-grouped indices memory-mapped in `scratch` when given."""
+    class-grouped indices memory-mapped in `scratch` when given; `transfer_share` of each epoch from
+    `split.transfer_idx`."""
     return QuotaSampler(split.train_idx, lambda i: split.targets(store, i, np.int16), len(split.classes), quotas,
-                        batch_size, seed, rank, world_size, split.train_weight, scratch)
+                        batch_size, seed, rank, world_size, split.train_weight, scratch, split.transfer_idx,
+                        transfer_share)
 
 
 class BatchDataset(Dataset):

@@ -60,6 +60,19 @@ def check_distill_config(cfg: Config) -> None:
     if d.teachers and not d.enabled:
         raise UserError("distill.teachers is set but distill.enabled is false: use configs/distill.yaml "
                         "or --set distill.enabled=true")
+    if d.transfer and not d.enabled:
+        raise UserError(f"distill.transfer={d.transfer:g} but distill.enabled is false: the transfer set has only "
+                        "the teachers' targets")
+    if d.enabled and d.transfer and (cfg.augment.mixup or cfg.augment.cutmix):
+        raise UserError("distill.transfer with augment.mixup / augment.cutmix: a transfer drawing has no label to "
+                        "mix; set distill.transfer=0 or both to 0")
+
+
+def taught_idx(split) -> np.ndarray:
+    """The drawings the teachers' targets are made for: the training drawings and the transfer set, sorted."""
+    if split.transfer_idx is None or len(split.transfer_idx) == 0:
+        return split.train_idx
+    return np.union1d(split.train_idx, split.transfer_idx)
 
 
 def cache_dir(cfg: Config, run_root: Path) -> Path:

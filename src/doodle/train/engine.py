@@ -92,7 +92,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
     """
     model.train()
     n_batches = len(loader)
-    totals = torch.zeros(2, dtype=torch.float64, device=device)  # sum of loss * batch size, right answers
+    # sum of loss * batch size, right answers, drawings with a label (a transfer drawing of distillation has none)
+    totals = torch.zeros(3, dtype=torch.float64, device=device)
     seen, steps, i = 0, 0, 0
     t0 = time.perf_counter()
     state.optimizer.zero_grad(set_to_none=True)
@@ -113,7 +114,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
             _optimizer_step(model, state)
             steps += 1
         right = (logits.argmax(1) == target).sum()
-        totals += torch.stack((loss.detach().double() * len(target), right.double()))
+        totals += torch.stack((loss.detach().double() * len(target), right.double(), (target >= 0).sum().double()))
         seen += len(target)
         if state.log_every > 0 and (i + 1) % state.log_every == 0:
             _read_back(totals, seen, epoch, i, bar)
@@ -122,9 +123,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
     if dist.is_available() and dist.is_initialized():  # every rank's share of the epoch, not rank 0's
         packed = torch.cat([totals, torch.tensor([float(seen)], dtype=torch.float64, device=device)])
         dist.all_reduce(packed)
-        totals, seen = packed[:2], int(packed[2].item())
-    total_loss, total_right = _read_back(totals, seen, epoch, i, bar)
-    return {"train/loss": total_loss / max(seen, 1), "train/acc1": total_right / max(seen, 1),
+        totals, seen = packed[:3], int(packed[3].item())
+    total_loss, total_right, labelled = _read_back(totals, seen, epoch, i, bar)
+    return {"train/loss": total_loss / max(seen, 1), "train/acc1": total_right / max(labelled, 1),
             "train/images": seen, "train/steps": steps, "train/seconds": time.perf_counter() - t0,
             "train/lr": state.optimizer.param_groups[0]["lr"]}
 
@@ -138,14 +139,15 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, state: TrainState | None, 
     return label_loss(logits, target, state.label_smoothing if state else 0.0, mixed)
 
 
-def _read_back(totals: torch.Tensor, seen: int, epoch: int, step: int, bar: tqdm) -> tuple[float, int]:
-    """The running loss sum and right answers (one host-device sync); raises when the loss is not finite."""
-    total_loss, total_right = totals.tolist()
+def _read_back(totals: torch.Tensor, seen: int, epoch: int, step: int, bar: tqdm) -> tuple[float, int, int]:
+    """The running loss sum, right answers and labelled drawings (one host-device sync); raises when the loss is
+    not finite."""
+    total_loss, total_right, labelled = totals.tolist()
     mean = total_loss / max(seen, 1)
     if not math.isfinite(total_loss):
         raise FloatingPointError(f"loss is {mean} at epoch {epoch} step {step}; lower train.lr?")
     bar.set_postfix(loss=f"{mean:.3f}", refresh=False)
-    return total_loss, int(total_right)
+    return total_loss, int(total_right), int(labelled)
 
 
 def _optimizer_step(model: nn.Module, state: TrainState) -> None:

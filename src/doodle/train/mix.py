@@ -58,10 +58,15 @@ class BatchMix:
 def label_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
                mixed: torch.Tensor | None = None) -> torch.Tensor:
     """The loss on the labels: cross-entropy to `mixed`, a mixed batch's (already label-smoothed) soft targets, when
-    given; else the label-smoothed cross-entropy to `target`."""
+    given; else the label-smoothed cross-entropy to `target`, averaged over the drawings that have a label (-1: a
+    transfer drawing of distillation, which has none; 0 when none has)."""
     if mixed is not None:
         return SoftTargetCrossEntropy()(logits, mixed)
-    return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+    labelled = target >= 0
+    if bool(labelled.all()):
+        return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+    return F.cross_entropy(logits[labelled], target[labelled], label_smoothing=label_smoothing) if bool(
+        labelled.any()) else logits.sum() * 0.0
 
 
 def mix_log_probs(logp: torch.Tensor, lam: float) -> torch.Tensor:

@@ -123,7 +123,8 @@ def plan_run(cfg: Config, n_classes: int, n_val: int, device_type: str, rates: R
     swa_val = max(0, min(t.swa_last, plan.epochs) - 1) * math.ceil(n_val / world) / rates.eval
     train_s = seconds * (1 - RESERVE) - rates.probe_s - final_val - plan.epochs * epoch_val - swa_val
     images = max(0.0, rates.train * world * train_s)
-    plan.per_class = max(1, min(cfg.data.per_class, int(images / (plan.epochs * n_classes))))
+    labelled = images * (1 - cfg.distill.transfer) if cfg.distill.enabled else images  # the rest: transfer set
+    plan.per_class = max(1, min(cfg.data.per_class, int(labelled / (plan.epochs * n_classes))))
     plan.batch_size = fit_batch(t.batch_size, images / world)
     _warn(cfg, plan, images, n_classes, epoch_val, seconds, world)
     return plan

@@ -92,7 +92,8 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
     n_cls = len(split.classes)
     model = build_model(cfg, n_cls, raster_spec(cfg).channels).to(device)
     model, state = build_train_state(cfg, model, kind, device, plan.epochs)
-    sampler = train_sampler(store, split, quotas, plan.batch_size, args.seed, d.rank, d.world, scratch)
+    sampler = train_sampler(store, split, quotas, plan.batch_size, args.seed, d.rank, d.world, scratch,
+                            cfg.distill.transfer if soft is not None else 0.0)
     train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed, soft=soft)
     if soft is not None:
         state.distill = DistillLoss(cfg.distill.alpha, cfg.distill.temperature)
@@ -101,6 +102,19 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
     val_loaders = eval_loaders(store, split, cfg, kind, val_batches, plan.num_workers, cfg.val.tta)
     return model, state, sampler, train_loader, val_loaders, train_ds
+
+
+def report_transfer(cfg: Config, store: Store, split) -> None:
+    """One line on distill.transfer's set: how many drawings of how many other classes (a warning when none)."""
+    idx = split.transfer_idx
+    if idx is None or len(idx) == 0:
+        log.warning("distill.transfer=%g: the store %s holds no training drawings outside data.classes, so the "
+                    "transfer set is empty and every drawing is one of the student's classes", cfg.distill.transfer,
+                    store.root)
+        return
+    n_other = len(np.unique(np.asarray(store.label[idx])))
+    log.info("distill.transfer: %d training drawings of %d classes outside data.classes, %.0f%% of each epoch, "
+             "taught by the teachers alone", len(idx), n_other, 100 * cfg.distill.transfer)
 
 
 def make_plan(cfg: Config, args, store: Store, split, device, d) -> RunPlan:
@@ -236,7 +250,10 @@ def train(args: argparse.Namespace, cfg: Config) -> int:
     # page cache at Kaggle's size, not process memory (the run folder itself may be replaced by rank 0)
     scratch = run.root.parent
     scratch.mkdir(parents=True, exist_ok=True)
-    split = apply_sources(store, cfg, make_split(store, cfg, args.fold, scratch))
+    transfer = cfg.distill.enabled and cfg.distill.transfer > 0
+    split = apply_sources(store, cfg, make_split(store, cfg, args.fold, scratch, transfer))
+    if transfer:
+        report_transfer(cfg, store, split)
     soft = None
     if cfg.distill.enabled:  # the teachers are checked once, before any of their work
         teachers = teacher_folds(cfg.distill.teachers, args.fold, split.classes, store)
@@ -316,6 +333,7 @@ def train(args: argparse.Namespace, cfg: Config) -> int:
                                  "per_class_acc": torch.as_tensor(kept["acc_c"])}, run.best)
         budget.refresh()  # on every rank, at the same point: all stop after the same epoch
         factor = quota_weights(ev["acc_c"], cfg.train.boost_floor).sum() if cfg.train.boost else n_cls
+        factor /= 1 - sampler.transfer_share  # the transfer set's drawings come on top of the quotas
         per_class = next_per_class(plan, factor, budget.seconds - budget.agreed,
                                    epochs - epoch - 1, tr["train/images"] / d.world / max(tr["train/seconds"], 1e-9),
                                    epoch_val, cfg.data.per_class, d.world)
