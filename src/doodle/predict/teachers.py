@@ -113,12 +113,13 @@ def _check_folds(run: RunDir, cfg: Config, store: Store) -> None:
 def soft_targets(cfg: Config, runs: list[RunDir], run_root: Path, store: Store, split: Split, device: torch.device,
                  main: bool = True, progress: bool = True) -> SoftTargets:
     """The log-probabilities of the teachers' fold folders `runs` (teacher_folds) for the fold's training drawings
-    and its transfer set (`split.transfer_idx`, distill.transfer): made once (on the main process; under DDP the other ranks wait at a barrier), then reused from the folder (a
-    resumed run, or distill.cache)."""
+    and its transfer set (`split.transfer_idx`, distill.transfer): made once (on the main process; under DDP the
+    other ranks wait at a barrier), then reused from the folder (a resumed run, or distill.cache)."""
     folder = cache_dir(cfg, run_root)
     names = [str(r.root.resolve()) for r in runs]
+    idx = taught_idx(split)
     if main and not (folder / KEYS).is_file():
-        write_teacher_logits(folder, runs, store, split, cfg, device, progress)
+        write_teacher_logits(folder, runs, store, split, idx, cfg, device, progress)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     meta = read_keys(folder)
@@ -126,17 +127,16 @@ def soft_targets(cfg: Config, runs: list[RunDir], run_root: Path, store: Store, 
     if made_by != (names, cfg.distill.method, cfg.distill.tta):
         raise UserError(f"teacher logits {folder} were made by other teachers or settings ({made_by[0]}, "
                         f"{made_by[1]}, tta {made_by[2]}); delete the folder or set distill.cache elsewhere")
-    idx = taught_idx(split)
     return SoftTargets(folder, idx, np.asarray(store.key_id[idx], np.int64), split.classes)
 
 
-def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: Split, cfg: Config,
+def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: Split, idx: np.ndarray, cfg: Config,
                          device: torch.device, progress: bool) -> None:
-    """Blend the teachers over the training drawings (and the transfer set), chunk by chunk, into `folder`
-    (keys.npz written last)."""
+    """Blend the teachers over the drawings `idx` (`taught_idx`: the training drawings and the transfer set),
+    chunk by chunk, into `folder` (keys.npz written last)."""
     t0 = time.monotonic()
     teachers = [load_run(r.root, device) for r in runs]
-    idx, n_cls = taught_idx(split), len(split.classes)
+    n_cls = len(split.classes)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{LOGPROBS}.tmp"
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(idx), n_cls))

@@ -212,10 +212,10 @@ class QuotaSampler(Sampler):
     """Yields batches (lists of store indices): quota[c] drawings of each class, shuffled, per epoch.
 
     Classes with fewer drawings than their quota are sampled with replacement. With `transfer` (store indices,
-distillation's transfer set) a share `transfer_share` of each epoch is drawn from those drawings on top of
-the quotas (`transfer_count`). With `world_size > 1` the
-    epoch is padded to a multiple of world_size * batch_size and rank r takes every world_size-th batch,
-    so ranks never share a drawing within an epoch.
+    distillation's transfer set) a share `transfer_share` of each epoch is drawn from those drawings on top of
+    the quotas (`transfer_count`). With `world_size > 1` the epoch is padded to a multiple of
+    world_size * batch_size and rank r takes every world_size-th batch, so ranks never share a drawing within
+    an epoch.
     """
 
     def __init__(self, idx: np.ndarray, targets, n_classes: int, quotas: np.ndarray,

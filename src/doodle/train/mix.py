@@ -59,14 +59,13 @@ def label_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: floa
                mixed: torch.Tensor | None = None) -> torch.Tensor:
     """The loss on the labels: cross-entropy to `mixed`, a mixed batch's (already label-smoothed) soft targets, when
     given; else the label-smoothed cross-entropy to `target`, averaged over the drawings that have a label (-1: a
-    transfer drawing of distillation, which has none; 0 when none has)."""
+    transfer drawing of distillation, which has none; 0 when none has). No host-device sync: a batch without any
+    label is scored against class 0 and multiplied by 0, so neither the loss nor its gradient is NaN."""
     if mixed is not None:
         return SoftTargetCrossEntropy()(logits, mixed)
-    labelled = target >= 0
-    if bool(labelled.all()):
-        return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
-    return F.cross_entropy(logits[labelled], target[labelled], label_smoothing=label_smoothing) if bool(
-        labelled.any()) else logits.sum() * 0.0
+    any_label = (target >= 0).any()
+    target = torch.where(any_label, target, target.clamp(min=0))
+    return F.cross_entropy(logits, target, label_smoothing=label_smoothing, ignore_index=-1) * any_label
 
 
 def mix_log_probs(logp: torch.Tensor, lam: float) -> torch.Tensor:

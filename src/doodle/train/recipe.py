@@ -112,7 +112,7 @@ def report_transfer(cfg: Config, store: Store, split) -> None:
                     "transfer set is empty and every drawing is one of the student's classes", cfg.distill.transfer,
                     store.root)
         return
-    n_other = len(np.unique(np.asarray(store.label[idx])))
+    n_other = np.count_nonzero(np.bincount(np.asarray(store.label[idx]), minlength=len(store.classes)))
     log.info("distill.transfer: %d training drawings of %d classes outside data.classes, %.0f%% of each epoch, "
              "taught by the teachers alone", len(idx), n_other, 100 * cfg.distill.transfer)
 
@@ -250,7 +250,7 @@ def train(args: argparse.Namespace, cfg: Config) -> int:
     # page cache at Kaggle's size, not process memory (the run folder itself may be replaced by rank 0)
     scratch = run.root.parent
     scratch.mkdir(parents=True, exist_ok=True)
-    transfer = cfg.distill.enabled and cfg.distill.transfer > 0
+    transfer = cfg.distill.transfer > 0  # only with distill.enabled (check_distill_config)
     split = apply_sources(store, cfg, make_split(store, cfg, args.fold, scratch, transfer))
     if transfer:
         report_transfer(cfg, store, split)
