@@ -1,10 +1,11 @@
-"""The teachers of a distilled run: checked, then run once over the student's training drawings.
+"""The teachers of a distilled run: checked, then run over the student's training drawings.
 
 Each teacher is a finished run; its fold-k model teaches the student's fold k, so the student's validation
-drawings stay out of every teacher's training. The teachers predict the training drawings by the predict path
-(`load_run`, `store_logits`: each with its own rendering and TTA) and are blended as `tools/ensemble.py` blends
-members (`predict.ensemble.blend`); the log of the blend goes to a memory-mapped float16 array
-(`doodle.train.distill` describes the folder and reads it back).
+drawings stay out of every teacher's training. With distill.targets=once the teachers predict the training drawings
+once, by the predict path (`load_run`, `store_logits`: each with its own rendering and TTA), and are blended as
+`tools/ensemble.py` blends members (`predict.ensemble.blend`); the log of the blend goes to a memory-mapped float16
+array (`doodle.train.distill` describes the folder and reads it back). With distill.targets=online
+(`OnlineTeachers`) they predict each training batch as the student sees it, augmented, blended alike.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -29,8 +31,9 @@ from doodle.predict.loaded_run import load_run
 from doodle.render.raster import raster_spec
 from doodle.runs.folder import RunDir, atomic_write_bytes, fold_dirs
 from doodle.store.format import Store
-from doodle.train.data import Split, fixed_batches
+from doodle.train.data import Split, TeacherInput, fixed_batches
 from doodle.train.distill import KEYS, LOGPROBS, SoftTargets, cache_dir, read_keys, taught_idx
+from doodle.train.engine import forward, to_input
 
 log = logging.getLogger("train")
 CHUNK = 8192  # drawings per step of the teachers' pass (its progress bar; the memory map is written per chunk)
@@ -161,3 +164,39 @@ def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: 
     log.info("teachers %s: %d drawings (%d of them the transfer set) in %.0f s (%.0f drawings/s), "
              "log-probabilities in %s", ", ".join(names), len(idx), len(idx) - len(split.train_idx), seconds,
              len(idx) / max(seconds, 1e-9), folder)
+
+
+class OnlineTeachers:
+    """distill.targets=online: `teach(batch, inputs)` -> the teachers' blended log-probabilities (B, C), float32 on
+    the device, for the batch the student is about to see (`inputs`: its model kwargs, before any mixing).
+
+    An image teacher with the student's raster takes the student's very image (stroke-space and albumentations
+    augmentation alike); any other teacher takes its own rendering or sequence encoding of the same augmented
+    strokes, which the loader makes (`inputs`). Each teacher predicts its view once (no TTA), in eval mode, without
+    gradients; the blend is distill.method's, as in `predict.ensemble.BLENDERS`.
+    """
+
+    def __init__(self, cfg: Config, runs: list[RunDir], device: torch.device):
+        self.teachers = [load_run(r.root, device) for r in runs]
+        self.device, self.method = device, cfg.distill.method
+        student = raster_spec(cfg) if input_kind_of(cfg) == "image" else None
+        self.inputs = [TeacherInput(t.cfg, t.spec, t.input_kind, t.input_kind == "image" and t.spec == student)
+                       for t in self.teachers]
+
+    def describe(self) -> str:
+        return ", ".join(f"{t.run.root} ({'the student image' if i.same else i.kind})"
+                         for t, i in zip(self.teachers, self.inputs, strict=True))
+
+    @torch.no_grad()
+    def __call__(self, batch: dict, inputs: dict) -> torch.Tensor:
+        logp = []
+        for t, view, own in zip(self.teachers, self.inputs, batch["teacher"], strict=True):
+            x = dict(inputs) if view.same else to_input(own, self.device, t.channels_last)
+            if view.same and t.channels_last:
+                x["x"] = x["x"].contiguous(memory_format=torch.channels_last)
+            with t.precision.autocast():
+                logp.append(forward(t.model, x).float().log_softmax(1))
+        stacked = torch.stack(logp)
+        if self.method == "logit_mean":  # softmax of the mean logit = of the mean log-probability
+            return stacked.mean(0).log_softmax(1)
+        return stacked.logsumexp(0) - math.log(len(logp))  # log of the mean probability

@@ -292,17 +292,32 @@ def train_sampler(store: Store, split: Split, quotas: np.ndarray, batch_size: in
                         transfer_share)
 
 
+@dataclass(frozen=True)
+class TeacherInput:
+    """How an online teacher (distill.targets=online) reads a training batch: `cfg` / `spec` / `kind` are the
+    teacher run's own; `same` when it takes the student's very image (an image model with the student's raster)."""
+
+    cfg: Config
+    spec: RasterSpec
+    kind: str
+    same: bool
+
+
 class BatchDataset(Dataset):
     """`dataset[list_of_indices]` -> a whole model-ready batch (images or sequences).
 
     The source is a Store (training / validation, `split` gives targets) or a Batch read from files
     (prediction, `split=None`: no targets); both hand out `Drawings` by index and have `key_id`. With `soft`
     (distillation: `train.distill.SoftTargets`) a batch also carries the teachers' log-probabilities, `soft`.
+    With `teachers` (online distillation: one `TeacherInput` each) it carries each teacher's input, "teacher": made
+    from the same augmented strokes as the student's (rendered or encoded as that teacher's run does, without
+    the image-space augmentation it cannot share), or None for a teacher that reads the student's image itself.
     """
 
     def __init__(self, source: Store | Batch, split: Split | None, cfg: Config, input_kind: str = "image",
-                 train: bool = False, seed: int = 0, flip: bool = False, soft: SoftTargets | None = None):
-        self.source, self.split, self.cfg, self.soft = source, split, cfg, soft
+                 train: bool = False, seed: int = 0, flip: bool = False, soft: SoftTargets | None = None,
+                 teachers: list[TeacherInput] | None = None):
+        self.source, self.split, self.cfg, self.soft, self.teachers = source, split, cfg, soft, teachers or []
         self.input_kind, self.train, self.seed, self.flip = input_kind, train, seed, flip
         self.spec = raster_spec(cfg)
         self.augment = StrokeAugment(cfg.augment) if train else None
@@ -325,6 +340,8 @@ class BatchDataset(Dataset):
         if self.soft is not None:
             out["soft"] = torch.from_numpy(self.soft.rows(idx))
         out.update(make_inputs(d, self.cfg, self.spec, self.input_kind, self.albu, rng))
+        if self.teachers:
+            out["teacher"] = [None if t.same else make_inputs(d, t.cfg, t.spec, t.kind) for t in self.teachers]
         return out
 
 

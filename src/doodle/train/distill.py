@@ -60,6 +60,9 @@ def check_distill_config(cfg: Config) -> None:
     if d.teachers and not d.enabled:
         raise UserError("distill.teachers is set but distill.enabled is false: use configs/distill.yaml "
                         "or --set distill.enabled=true")
+    if d.targets == "online" and d.cache:
+        raise UserError(f"distill.cache={d.cache} with distill.targets=online: online teachers keep no targets; "
+                        "drop distill.cache or set distill.targets=once")
     if d.transfer and not d.enabled:
         raise UserError(f"distill.transfer={d.transfer:g} but distill.enabled is false: the transfer set has only "
                         "the teachers' targets")

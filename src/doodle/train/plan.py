@@ -180,9 +180,10 @@ def _eval_rate(model, inputs: dict, precision, steps: int, device) -> float:
     return n * steps / (time.perf_counter() - t0)
 
 
-def probe(cfg: Config, model, make_batch, to_input, precision, device, steps: int = 3) -> Rates:
+def probe(cfg: Config, model, make_batch, to_input, precision, device, steps: int = 3, teach=None) -> Rates:
     """Time `steps` training steps and validation forwards on a copy of the model (the run's weights, optimiser
-    and random state are untouched) and the rendering of one batch; `make_batch()` gives a loader batch."""
+    and random state are untouched) and the rendering of one batch; `make_batch()` gives a loader batch. With
+    `teach` (online distillation's teachers: (batch, inputs) -> targets) a step includes the teachers' pass."""
     from doodle.train.engine import forward
     from doodle.train.optim import build_optimizer
 
@@ -198,6 +199,8 @@ def probe(cfg: Config, model, make_batch, to_input, precision, device, steps: in
     target = batch["target"].to(device)
 
     def step():
+        if teach is not None:
+            teach(batch, inputs)
         with precision.autocast():
             loss = F.cross_entropy(forward(m, inputs).float(), target)
         loss.backward()

@@ -23,7 +23,7 @@ from doodle import cli
 from doodle.config import Config, save_config
 from doodle.metrics import expected_calibration_error, fit_temperature, per_class_accuracy, softmax
 from doodle.models.factory import build_model, input_kind_of
-from doodle.predict.teachers import soft_targets, start_from_teacher, teacher_folds
+from doodle.predict.teachers import OnlineTeachers, soft_targets, start_from_teacher, teacher_folds
 from doodle.render.raster import raster_spec
 from doodle.runs.folder import RunDir, load_checkpoint, save_checkpoint, save_logits
 from doodle.store.format import Store
@@ -85,18 +85,21 @@ def prepare_run_dir(run: RunDir, args, main: bool) -> None:
 
 
 def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quotas: np.ndarray,
-          soft: SoftTargets | None = None, scratch: Path | None = None):
+          soft: SoftTargets | None = None, scratch: Path | None = None, online: OnlineTeachers | None = None):
     """Model, loaders and training state; the sampler starts from `quotas` drawings per class. With `soft`
-    (the teachers' log-probabilities) the batches carry them and the loss is the distillation loss."""
+    (the teachers' log-probabilities) the batches carry them, with `online` (the teachers themselves) the
+    teachers predict each batch; either way the loss is the distillation loss."""
     kind = input_kind_of(cfg)
     n_cls = len(split.classes)
     model = build_model(cfg, n_cls, raster_spec(cfg).channels).to(device)
     model, state = build_train_state(cfg, model, kind, device, plan.epochs)
     sampler = train_sampler(store, split, quotas, plan.batch_size, args.seed, d.rank, d.world, scratch,
-                            cfg.distill.transfer if soft is not None else 0.0)
-    train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed, soft=soft)
-    if soft is not None:
+                            cfg.distill.transfer if cfg.distill.enabled else 0.0)
+    train_ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed, soft=soft,
+                            teachers=online and online.inputs)
+    if soft is not None or online is not None:
         state.distill = DistillLoss(cfg.distill.alpha, cfg.distill.temperature)
+        state.teach = online
     state.mix = build_mix(cfg, n_cls)  # checked at start-up (check_mix_config)
     train_loader = make_loader(train_ds, sampler, plan.num_workers, args.seed)
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
@@ -117,18 +120,19 @@ def report_transfer(cfg: Config, store: Store, split) -> None:
              "taught by the teachers alone", len(idx), n_other, 100 * cfg.distill.transfer)
 
 
-def make_plan(cfg: Config, args, store: Store, split, device, d) -> RunPlan:
-    """Time a few steps on a throw-away model copy and fit the run to the device and budget (doodle.train.plan)."""
+def make_plan(cfg: Config, args, store: Store, split, device, d, online: OnlineTeachers | None = None) -> RunPlan:
+    """Time a few steps on a throw-away model copy and fit the run to the device and budget (doodle.train.plan);
+    with `online` teachers a step includes their pass."""
     rates = None
     if cfg.train.adapt and (cfg.train.max_minutes > 0 or device.type == "cpu"):
         saved = rng_state()  # the probe's model and batch must not shift the run's random streams
         kind = input_kind_of(cfg)
         model = build_model(cfg, len(split.classes), raster_spec(cfg).channels).to(device)
         bs = min(cfg.train.batch_size, 64) if device.type == "cpu" else cfg.train.batch_size
-        ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed)
+        ds = BatchDataset(store, split, cfg, kind, train=True, seed=args.seed, teachers=online and online.inputs)
         first = split.train_idx[:: max(1, len(split.train_idx) // bs)][:bs].tolist()
         rates = probe(cfg, model, lambda: ds[first], lambda b: to_input(b, device, False),
-                      resolve_precision(cfg.train.amp, device), device)
+                      resolve_precision(cfg.train.amp, device), device, teach=online)
         del model
         set_rng_state(saved)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
@@ -254,23 +258,27 @@ def train(args: argparse.Namespace, cfg: Config) -> int:
     split = apply_sources(store, cfg, make_split(store, cfg, args.fold, scratch, transfer))
     if transfer:
         report_transfer(cfg, store, split)
-    soft = None
+    soft = online = None
     if cfg.distill.enabled:  # the teachers are checked once, before any of their work
         teachers = teacher_folds(cfg.distill.teachers, args.fold, split.classes, store)
         if cfg.distill.init == "teacher":
             start_from_teacher(cfg, teachers)
-        # the teachers' pass is made once and kept in the run folder: outside the student's time budget
-        soft = soft_targets(cfg, teachers, run.root, store, split, device, d.main, not args.no_progress and d.main)
+        if cfg.distill.targets == "online":  # the teachers predict every batch, inside the student's budget
+            online = OnlineTeachers(cfg, teachers, device)
+            log.info("distill.targets=online: the teachers %s predict each training batch", online.describe())
+        else:  # the teachers' pass is made once and kept in the run folder: outside the student's time budget
+            soft = soft_targets(cfg, teachers, run.root, store, split, device, d.main,
+                                not args.no_progress and d.main)
     clock = time.monotonic()
     n_cls = len(split.classes)
     ckpt = load_checkpoint(run.last, split.classes) if args.resume else None
     plan = RunPlan.from_dict(ckpt["plan"]) if ckpt and ckpt.get("plan") else make_plan(cfg, args, store, split,
-                                                                                       device, d)
+                                                                                       device, d, online)
     log.info(describe(plan, cfg))
     quotas, best, history, start = np.full(n_cls, plan.per_class), None, [], 0
     spent = time.monotonic() - clock  # the probe counts against the budget
     model, state, sampler, train_loader, val_loaders, train_ds = build(cfg, args, store, split, device, d, plan,
-                                                                       quotas, soft, scratch)
+                                                                       quotas, soft, scratch, online)
     swa = build_average(cfg, model, plan.epochs)
     if ckpt:
         restore(ckpt, model, state, swa)
