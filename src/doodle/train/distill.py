@@ -51,6 +51,17 @@ class DistillLoss:
         return distill_loss(logits, target, teacher_logp, self.alpha, self.temperature, label_smoothing, mixed)
 
 
+@dataclass(frozen=True)
+class BatchTargets:
+    """distill.targets=once: a batch's teacher log-probabilities are the rows the loader read (`batch["soft"]`,
+    from `SoftTargets`), moved to the device; `predict.teachers.OnlineTeachers` is the online counterpart."""
+
+    device: torch.device
+
+    def __call__(self, batch: dict, inputs: dict) -> torch.Tensor:
+        return batch["soft"].to(self.device, non_blocking=True)
+
+
 def check_distill_config(cfg: Config) -> None:
     """The keys that must go together: distillation on needs teachers, teachers need distillation on."""
     d = cfg.distill

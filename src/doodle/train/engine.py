@@ -78,8 +78,10 @@ class TrainState:
     channels_last: bool = False
     log_every: int = 50  # steps between read-backs of the running loss (finiteness check, progress bar)
     step: int = 0  # optimiser steps taken in the whole run (drives the EMA warm-up; saved in checkpoints)
-    distill: Callable | None = None  # train.distill.DistillLoss: batches carry the teachers' log-probs ("soft")
-    teach: Callable | None = None  # distill.targets=online: (batch, inputs) -> the teachers' log-probs of the batch
+    distill: Callable | None = None  # train.distill.DistillLoss, with `teach`
+    # distillation: (batch, inputs) -> the teachers' log-probs of the batch: read from it (train.distill.BatchTargets,
+    # distill.targets=once) or predicted (predict.teachers.OnlineTeachers, online)
+    teach: Callable | None = None
     mix: Callable | None = None  # train.mix.BatchMix: mixup / cutmix of the images, soft targets
 
 
@@ -103,11 +105,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, state: TrainState, devic
         state.scheduler.step(schedule_pos(epoch + i / max(n_batches, 1)))
         inputs = to_input(batch, device, state.channels_last)
         target = batch["target"].to(device, non_blocking=True)
-        soft = None
-        if state.teach is not None:  # before any mixing: the teachers see the drawings the student mixes
-            soft = state.teach(batch, inputs)
-        elif state.distill is not None:
-            soft = batch["soft"].to(device, non_blocking=True)
+        # before any mixing: online teachers see the drawings the student mixes
+        soft = state.teach(batch, inputs) if state.teach is not None else None
         mixed = None
         if state.mix is not None:
             inputs["x"], mixed, soft = state.mix(inputs["x"], target, soft)

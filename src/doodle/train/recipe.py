@@ -38,7 +38,7 @@ from doodle.train.data import (
     quota_weights,
     train_sampler,
 )
-from doodle.train.distill import DistillLoss, SoftTargets, check_distill_config
+from doodle.train.distill import BatchTargets, DistillLoss, SoftTargets, check_distill_config
 from doodle.train.distributed import (
     broadcast_object,
     check_replicas,
@@ -99,7 +99,7 @@ def build(cfg: Config, args, store: Store, split, device, d, plan: RunPlan, quot
                             teachers=online and online.inputs)
     if soft is not None or online is not None:
         state.distill = DistillLoss(cfg.distill.alpha, cfg.distill.temperature)
-        state.teach = online
+        state.teach = online if online is not None else BatchTargets(device)
     state.mix = build_mix(cfg, n_cls)  # checked at start-up (check_mix_config)
     train_loader = make_loader(train_ds, sampler, plan.num_workers, args.seed)
     val_batches = fixed_batches(split.val_idx[d.rank :: d.world], cfg.val.batch_size)
