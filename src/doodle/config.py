@@ -63,7 +63,8 @@ Tta = Literal["none", "flip"]  # the train recipe's validation, the predict reci
 Blend = Literal["prob_mean", "logit_mean"]  # predict.ensemble.BLENDERS
 TeacherTta = Literal["run", "none", "flip"]  # run: each teacher's own val.tta (as its val_logits were made)
 DistillInit = Literal["none", "teacher"]  # predict.teachers.teacher_weights
-DistillTargets = Literal["once", "online"]  # once: predict.teachers.soft_targets; online: predict.teachers.OnlineTeachers
+# once, held_out: predict.teachers.soft_targets; online: predict.teachers.OnlineTeachers
+DistillTargets = Literal["once", "held_out", "online"]
 
 
 @dataclass
@@ -186,9 +187,11 @@ class DistillCfg:
     method: Blend = "prob_mean"  # how the teachers are averaged, as tools/ensemble.py --method does
     # once: the teachers predict the clean training drawings once, before training (kept in distill.cache), and the
     # student's augmented views are taught those fixed targets. online: the teachers predict every training batch,
-    # the very view the student sees ("consistent teaching", Beyer et al. 2022), inside the student's time budget
+    # the very view the student sees ("consistent teaching", Beyer et al. 2022), inside the student's time budget.
+    # held_out: as once, but each training drawing is taught only by the teachers that never trained on it: teacher
+    # runs trained with data.exclude_folds, whose fold-k model teaches the drawings of the folds it excluded
     targets: DistillTargets = "once"
-    tta: TeacherTta = "run"  # the teachers' test-time augmentation of targets=once (online: the student's view only)
+    tta: TeacherTta = "run"  # the teachers' test-time augmentation of targets=once / held_out (online: the student's view only)
     cache: str = ""  # folder of the teachers' log-probabilities (default <run>/fold<k>/teacher/); reused when present
     # teacher: start from the weights of the first teacher whose network is the student's (same model and input);
     # none: from scratch (or model.weights)

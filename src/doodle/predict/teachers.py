@@ -3,7 +3,7 @@
 Each teacher is a finished run; its fold-k model teaches the student's fold k, so the student's validation
 drawings stay out of every teacher's training. With distill.targets=once the teachers predict the training drawings
 once, by the predict path (`load_run`, `store_logits`: each with its own rendering and TTA), and are blended as
-`tools/ensemble.py` blends members (`predict.ensemble.blend`); the log of the blend goes to a memory-mapped float16
+`tools/ensemble.py` blends members (with distill.targets=held_out, over the teachers that held out the drawing's fold) (`predict.ensemble.blend`); the log of the blend goes to a memory-mapped float16
 array (`doodle.train.distill` describes the folder and reads it back). With distill.targets=online
 (`OnlineTeachers`) they predict each training batch as the student sees it, augmented, blended alike.
 """
@@ -113,30 +113,59 @@ def _check_folds(run: RunDir, cfg: Config, store: Store) -> None:
                         f"{store.root} has {store.info.n_folds}: its fold is other drawings")
 
 
-def soft_targets(cfg: Config, runs: list[RunDir], run_root: Path, store: Store, split: Split, device: torch.device,
-                 main: bool = True, progress: bool = True) -> SoftTargets:
-    """The log-probabilities of the teachers' fold folders `runs` (teacher_folds) for the fold's training drawings
-    and its transfer set (`split.transfer_idx`, distill.transfer): made once (on the main process; under DDP the
-    other ranks wait at a barrier), then reused from the folder (a resumed run, or distill.cache)."""
+def held_out_folds(cfg: Config, runs: list[RunDir], fold: int, store: Store) -> list[frozenset[int]]:
+    """distill.targets=held_out: the training folds each teacher's fold folder (`runs`) teaches, the ones its run held
+    out (its data.exclude_folds); a one-line error for a teacher that held out none of them, or a training fold
+    that no teacher held out."""
+    train_folds = set(range(store.info.n_folds)) - {fold} - set(cfg.data.exclude_folds)
+    teaches = []
+    for run in runs:
+        held = frozenset(load_resolved(run.config)[0].data.exclude_folds) & train_folds
+        if not held:
+            raise UserError(f"distill.targets=held_out: {run.root} trained on every training fold of the student "
+                            f"({sorted(train_folds)}), so none of its drawings is held out from it; train the "
+                            "teachers with data.exclude_folds (e.g. one run with [1,2], one with [3,4])")
+        teaches.append(held)
+    untaught = sorted(train_folds - frozenset().union(*teaches))
+    if untaught:
+        held = ", ".join(f"{r.root} {sorted(t)}" for r, t in zip(runs, teaches, strict=True))
+        raise UserError(f"distill.targets=held_out: no teacher held out training fold(s) {untaught} (the teachers' "
+                        f"held-out folds: {held})")
+    for k in sorted(train_folds):
+        log.info("distill.targets=held_out: fold %d taught by %s", k,
+                 ", ".join(str(r.root) for r, t in zip(runs, teaches, strict=True) if k in t))
+    return teaches
+
+
+def soft_targets(cfg: Config, runs: list[RunDir], run_root: Path, store: Store, split: Split, fold: int,
+                 device: torch.device, main: bool = True, progress: bool = True) -> SoftTargets:
+    """The log-probabilities of the teachers' fold folders `runs` (teacher_folds) for fold `fold`'s training
+    drawings and its transfer set (`split.transfer_idx`, distill.transfer): made once (on the main process; under
+    DDP the other ranks wait at a barrier), then reused from the folder (a resumed run, or distill.cache).
+    distill.targets=held_out: a training drawing is taught by the teachers that held out its fold
+    (`held_out_folds`), a transfer drawing (a class no teacher learned) by all."""
     folder = cache_dir(cfg, run_root)
     names = [str(r.root.resolve()) for r in runs]
     idx = taught_idx(split)
+    teaches = held_out_folds(cfg, runs, fold, store) if cfg.distill.targets == "held_out" else None
     if main and not (folder / KEYS).is_file():
-        write_teacher_logits(folder, runs, store, split, idx, cfg, device, progress)
+        write_teacher_logits(folder, runs, store, split, idx, cfg, device, progress, teaches)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     meta = read_keys(folder)
-    made_by = (meta["teachers"], meta["method"], meta["tta"])
-    if made_by != (names, cfg.distill.method, cfg.distill.tta):
+    made_by = (meta["teachers"], meta["method"], meta["tta"], meta["targets"])
+    if made_by != (names, cfg.distill.method, cfg.distill.tta, cfg.distill.targets):
         raise UserError(f"teacher logits {folder} were made by other teachers or settings ({made_by[0]}, "
-                        f"{made_by[1]}, tta {made_by[2]}); delete the folder or set distill.cache elsewhere")
+                        f"{made_by[1]}, tta {made_by[2]}, targets {made_by[3]}); delete the folder or set "
+                        "distill.cache elsewhere")
     return SoftTargets(folder, idx, np.asarray(store.key_id[idx], np.int64), split.classes)
 
 
 def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: Split, idx: np.ndarray, cfg: Config,
-                         device: torch.device, progress: bool) -> None:
+                         device: torch.device, progress: bool, teaches: list[frozenset[int]] | None = None) -> None:
     """Blend the teachers over the drawings `idx` (`taught_idx`: the training drawings and the transfer set),
-    chunk by chunk, into `folder` (keys.npz written last)."""
+    chunk by chunk, into `folder` (keys.npz written last). `teaches` (distill.targets=held_out): the training folds
+    each teacher teaches; a drawing is then blended over those teachers only (None: every teacher, every drawing)."""
     t0 = time.monotonic()
     teachers = [load_run(r.root, device) for r in runs]
     n_cls = len(split.classes)
@@ -147,23 +176,44 @@ def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: 
     start = 0
     for chunk in tqdm(fixed_batches(idx, CHUNK), desc="teachers", leave=False, disable=not progress):
         chunk = np.asarray(chunk)
-        logits = [store_logits(lr, store, split, chunk, lr.cfg.val.tta if cfg.distill.tta == "run" else cfg.distill.tta,
-                               cfg.val.batch_size) for lr in teachers]
-        keys = np.asarray(store.key_id[chunk], np.int64)
-        probs = blend(Aligned(names, keys, split.classes, logits, None), None, cfg.distill.method)
-        out[start : start + len(chunk)] = np.log(np.maximum(probs, 1e-12))
+        who = _teachers_of(chunk, split, store, teaches, len(teachers))
+        for group in np.unique(who, axis=0):  # one pass per set of teachers (with held_out: per fold)
+            rows = np.flatnonzero((who == group).all(1))
+            members = [t for t, on in zip(teachers, group, strict=True) if on]
+            logits = [store_logits(lr, store, split, chunk[rows],
+                                   lr.cfg.val.tta if cfg.distill.tta == "run" else cfg.distill.tta,
+                                   cfg.val.batch_size) for lr in members]
+            keys = np.asarray(store.key_id[chunk[rows]], np.int64)
+            probs = blend(Aligned([n for n, on in zip(names, group, strict=True) if on], keys, split.classes,
+                                  logits, None), None, cfg.distill.method)
+            out[start + rows] = np.log(np.maximum(probs, 1e-12))
         start += len(chunk)
     out.flush()
     del out
     os.replace(tmp, folder / LOGPROBS)
     buf = io.BytesIO()
     np.savez(buf, key_id=np.asarray(store.key_id[idx], np.int64), classes=np.array(split.classes, dtype=str),
-             teachers=np.array(names, dtype=str), method=cfg.distill.method, tta=cfg.distill.tta)
+             teachers=np.array(names, dtype=str), method=cfg.distill.method, tta=cfg.distill.tta,
+             targets=cfg.distill.targets)
     atomic_write_bytes(folder / KEYS, buf.getvalue())
     seconds = time.monotonic() - t0
     log.info("teachers %s: %d drawings (%d of them the transfer set) in %.0f s (%.0f drawings/s), "
              "log-probabilities in %s", ", ".join(names), len(idx), len(idx) - len(split.train_idx), seconds,
              len(idx) / max(seconds, 1e-9), folder)
+
+
+def _teachers_of(chunk: np.ndarray, split: Split, store: Store, teaches: list[frozenset[int]] | None,
+                 n: int) -> np.ndarray:
+    """Which of the n teachers teach each drawing of `chunk`: bool (len(chunk), n). Every one, unless `teaches`
+    (held_out) gives each teacher's folds; a transfer-set drawing (outside the training drawings) is taught by all."""
+    if teaches is None:
+        return np.ones((len(chunk), n), bool)
+    folds = np.asarray(store.fold[chunk])
+    transfer = np.zeros(len(chunk), bool)
+    if split.transfer_idx is not None and len(split.transfer_idx):  # a binary search in the sorted training drawings
+        j = np.searchsorted(split.train_idx, chunk).clip(0, len(split.train_idx) - 1)
+        transfer = split.train_idx[j] != chunk
+    return np.stack([np.isin(folds, sorted(t)) | transfer for t in teaches], axis=1)
 
 
 class OnlineTeachers:

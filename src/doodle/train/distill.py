@@ -4,8 +4,8 @@ The teachers' log-probabilities over the student's training drawings are made on
 predict path (`doodle.predict.teachers`) and kept on disk in a folder:
 
     teacher/logprobs.npy   float16 (N, C): log of the teachers' blended probabilities, memory-mapped
-    teacher/keys.npz       key_id (N,), classes, teachers, method, tta: written last, so its presence means the
-                           folder is complete
+    teacher/keys.npz       key_id (N,), classes, teachers, method, tta, targets: written last, so its presence
+                           means the folder is complete
 
 Cost: C x 2 bytes per drawing (+ 8 for its key_id): 680 B with 340 classes, 34 GB for 50M drawings, so the
 array stays a memory map and a batch reads only its own rows (in the loader workers).
@@ -133,13 +133,15 @@ class SoftTargets:
 
 
 def read_keys(folder: Path) -> dict:
-    """A teacher folder's keys.npz -> key_id, classes, teachers, method, tta."""
+    """A teacher folder's keys.npz -> key_id, classes, teachers, method, tta, targets."""
     path = Path(folder) / KEYS
     if not path.is_file() or not (Path(folder) / LOGPROBS).is_file():
         raise UserError(f"teacher logits {folder}: no {KEYS} / {LOGPROBS} in it (unfinished?); delete the folder")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {"key_id": z["key_id"].astype(np.int64), "classes": [str(c) for c in z["classes"]],
-                    "teachers": [str(t) for t in z["teachers"]], "method": str(z["method"]), "tta": str(z["tta"])}
+                    "teachers": [str(t) for t in z["teachers"]], "method": str(z["method"]), "tta": str(z["tta"]),
+                    # folders written before distill.targets had held_out were all once
+                    "targets": str(z["targets"]) if "targets" in z else "once"}
     except (ValueError, KeyError, OSError) as e:
         raise UserError(f"teacher logits {path} are unreadable ({e}); delete the folder") from None

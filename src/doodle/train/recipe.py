@@ -267,7 +267,7 @@ def train(args: argparse.Namespace, cfg: Config) -> int:
             online = OnlineTeachers(cfg, teachers, device)
             log.info("distill.targets=online: the teachers %s predict each training batch", online.describe())
         else:  # the teachers' pass is made once and kept in the run folder: outside the student's time budget
-            soft = soft_targets(cfg, teachers, run.root, store, split, device, d.main,
+            soft = soft_targets(cfg, teachers, run.root, store, split, args.fold, device, d.main,
                                 not args.no_progress and d.main)
     clock = time.monotonic()
     n_cls = len(split.classes)
