@@ -90,3 +90,16 @@ def test_held_out_settings_that_cannot_hold_are_one_line_errors(kaggle_store, te
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("error: ") and message in err[-1], (extra, err[-1])
         assert not list(out.rglob("last.pt")), extra
+
+
+def test_a_transfer_drawing_is_taught_by_every_held_out_teacher():
+    """The transfer set's drawings (classes no teacher learned) are held out from all teachers, so all teach them."""
+    from types import SimpleNamespace
+
+    from doodle.predict.teachers import teachers_of
+
+    store = SimpleNamespace(fold=np.array([1, 2, 3, 4, 1, 3, 2, 4]))
+    split = SimpleNamespace(train_idx=np.array([0, 1, 2, 3]), transfer_idx=np.array([4, 5, 6, 7]))
+    who = teachers_of(np.arange(8), split, store, [frozenset({1, 2}), frozenset({3, 4})], 2)
+    assert who.tolist() == [[True, False], [True, False], [False, True], [False, True]] + [[True, True]] * 4
+    assert teachers_of(np.arange(4), split, store, None, 3).all()  # once: every teacher, every drawing

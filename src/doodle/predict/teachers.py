@@ -176,7 +176,7 @@ def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: 
     start = 0
     for chunk in tqdm(fixed_batches(idx, CHUNK), desc="teachers", leave=False, disable=not progress):
         chunk = np.asarray(chunk)
-        who = _teachers_of(chunk, split, store, teaches, len(teachers))
+        who = teachers_of(chunk, split, store, teaches, len(teachers))
         for group in np.unique(who, axis=0):  # one pass per set of teachers (with held_out: per fold)
             rows = np.flatnonzero((who == group).all(1))
             members = [t for t, on in zip(teachers, group, strict=True) if on]
@@ -202,7 +202,7 @@ def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: 
              len(idx) / max(seconds, 1e-9), folder)
 
 
-def _teachers_of(chunk: np.ndarray, split: Split, store: Store, teaches: list[frozenset[int]] | None,
+def teachers_of(chunk: np.ndarray, split: Split, store: Store, teaches: list[frozenset[int]] | None,
                  n: int) -> np.ndarray:
     """Which of the n teachers teach each drawing of `chunk`: bool (len(chunk), n). Every one, unless `teaches`
     (held_out) gives each teacher's folds; a transfer-set drawing (outside the training drawings) is taught by all."""
