@@ -3,8 +3,9 @@
 Each teacher is a finished run; its fold-k model teaches the student's fold k, so the student's validation
 drawings stay out of every teacher's training. With distill.targets=once the teachers predict the training drawings
 once, by the predict path (`load_run`, `store_logits`: each with its own rendering and TTA), and are blended as
-`tools/ensemble.py` blends members (with distill.targets=held_out, over the teachers that held out the drawing's fold) (`predict.ensemble.blend`); the log of the blend goes to a memory-mapped float16
-array (`doodle.train.distill` describes the folder and reads it back). With distill.targets=online
+`tools/ensemble.py` blends members (`predict.ensemble.blend`); with held_out, a drawing is blended over the teachers
+that held out its fold. The log of the blend goes to a memory-mapped float16 array (`doodle.train.distill`
+describes the folder and reads it back). With distill.targets=online
 (`OnlineTeachers`) they predict each training batch as the student sees it, augmented, blended alike.
 """
 
@@ -179,13 +180,13 @@ def write_teacher_logits(folder: Path, runs: list[RunDir], store: Store, split: 
         who = teachers_of(chunk, split, store, teaches, len(teachers))
         for group in np.unique(who, axis=0):  # one pass per set of teachers (with held_out: per fold)
             rows = np.flatnonzero((who == group).all(1))
-            members = [t for t, on in zip(teachers, group, strict=True) if on]
+            members = [(n, t) for n, t, on in zip(names, teachers, group, strict=True) if on]
             logits = [store_logits(lr, store, split, chunk[rows],
                                    lr.cfg.val.tta if cfg.distill.tta == "run" else cfg.distill.tta,
-                                   cfg.val.batch_size) for lr in members]
+                                   cfg.val.batch_size) for _, lr in members]
             keys = np.asarray(store.key_id[chunk[rows]], np.int64)
-            probs = blend(Aligned([n for n, on in zip(names, group, strict=True) if on], keys, split.classes,
-                                  logits, None), None, cfg.distill.method)
+            probs = blend(Aligned([n for n, _ in members], keys, split.classes, logits, None), None,
+                          cfg.distill.method)
             out[start + rows] = np.log(np.maximum(probs, 1e-12))
         start += len(chunk)
     out.flush()
