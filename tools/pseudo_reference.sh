@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pseudo-labelling measured without a labelled test set (README "Results", "Pseudo-labelling"):
+# Pseudo-labelling measured without a labelled test set (docs/results.md, "Pseudo-labelling"):
 # fold HOLD of the store plays the unlabelled test set. The teacher trains on the other folds but the
 # validation fold (data.exclude_folds), predicts fold HOLD and pseudo-labels it (threshold from its fold-0
 # validation precision); the student trains on the same folds plus the pseudo-labelled drawings (never their

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The reference experiments on real drawings (README "Results"), every variant at the same CPU budget.
+# The reference experiments on real drawings (README "Results"; every run in docs/results.md), every variant at
+# the same CPU budget.
 #
 #   bash tools/reference.sh            # 15 CPU minutes per CNN (MIN), 10 for the GRU (SMIN) and the timing pair (TMIN)
 #   MIN=5 SMIN=5 TMIN=3 bash tools/reference.sh

@@ -42,7 +42,7 @@ log = logging.getLogger("train")
 # run, 0.05 (5 epochs) at 0.88x, with the same MAP@3 (0.827 vs 0.822).
 # TARGET_STEPS: r18_boost, 27 classes, 64 px, 7 epochs of 400 per class (boosted), 1 thread each, side by side: batches
 # of 256 -> MAP@3 0.818 from 52,736 images (206 steps); batches of 64 -> 0.836 from 46,656 (729 steps), ahead at
-# every epoch (README "Results").
+# every epoch (docs/results.md, "The recipes").
 VAL_SHARE = 0.05  # of the budget, at most, for the per-epoch validation passes
 RESERVE = 0.03  # of the budget, for checkpoints and the loader's first batches
 MIN_EPOCHS = 4  # boosting needs a few quota updates; fewer epochs and it is uniform sampling
