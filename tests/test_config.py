@@ -69,6 +69,16 @@ def test_missing_and_broken_files(tmp_path):
         load_config(tmp_path / "a.yaml")
 
 
+def test_a_misspelt_config_file_names_the_nearest_one():
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs/r18_boot.yaml")
+    typo, meant = ROOT / "configs/r18_boot.yaml", ROOT / "configs/r18_boost.yaml"
+    assert str(e.value) == f"config file {typo} not found (did you mean {meant}?)"
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs/zzzz.yaml")
+    assert str(e.value).endswith("zzzz.yaml not found")
+
+
 def test_bases_chain(tmp_path):
     """A variant of a variant: each file states only its deltas; the nearest file wins."""
     (tmp_path / "base.yaml").write_text("train: {lr: 0.1, epochs: 3}\ndata: {img_size: 32}\n")
