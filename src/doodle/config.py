@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from doodle.errors import DoodleError
+from doodle.errors import DoodleError, nearest_path
 
 
 class ConfigError(DoodleError, ValueError):
@@ -330,10 +330,7 @@ def _deep_merge(base: dict, top: dict) -> dict:
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
-        near = sorted(q.name for q in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        close = difflib.get_close_matches(path.name, near, n=1, cutoff=0.6)
-        hint = f" (did you mean {path.parent / close[0]}?)" if close else ""
-        raise ConfigError(f"config file {path} not found{hint}")
+        raise ConfigError(f"config file {path} not found{nearest_path(path, '*.yaml')}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

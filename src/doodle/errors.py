@@ -7,6 +7,21 @@ keep working.
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
+
+
+def nearest_path(path: str | Path, pattern: str = "*") -> str:
+    """' (did you mean <sibling>?)' for a path that does not exist, naming its folder's closest entry that matches
+    `pattern`; '' when none is close (or the folder is missing too). For the end of a 'not found' message."""
+    path = Path(path)
+    try:
+        names = sorted(q.name for q in path.parent.glob(pattern)) if path.parent.is_dir() else []
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    return f" (did you mean {path.parent / close[0]}?)" if close else ""
+
 
 class DoodleError(Exception):
     """Base of every error whose message is the whole story for the user (bad argument, file or config)."""

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from doodle.config import Config, load_resolved
-from doodle.errors import UserError
+from doodle.errors import UserError, nearest_path
 from doodle.models.factory import input_kind_of
 from doodle.predict.ensemble import Aligned, blend
 from doodle.predict.exported import store_logits
@@ -46,7 +46,7 @@ def teacher_folds(paths: list[str], fold: int, classes: list[str], store: Store)
     out = []
     for p in paths:
         if not Path(p).exists():
-            raise UserError(f"distill.teachers: {p} not found")
+            raise UserError(f"distill.teachers: {p} not found{nearest_path(p)}")
         dirs = fold_dirs(p)
         if not dirs:
             raise UserError(f"distill.teachers: {p} is not a run (no config.yaml in it nor in fold<k>/ subfolders)")

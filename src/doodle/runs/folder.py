@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.errors import DoodleError, UserError
+from doodle.errors import DoodleError, UserError, nearest_path
 
 
 class CheckpointError(DoodleError, ValueError):
@@ -209,7 +209,7 @@ def fold_dirs(path: str | Path, marker: str | None = "config.yaml") -> dict[int,
     named fold<k> when marker is None; a lone fold not named fold<k> counts as fold 0). Empty when neither."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"run folder {path} not found")
+        raise FileNotFoundError(f"run folder {path} not found{nearest_path(path)}")
     subs = {int(m[1]): d for d in path.iterdir()
             if d.is_dir() and (m := FOLD_DIR.fullmatch(d.name)) and (marker is None or (d / marker).is_file())}
     if subs:
