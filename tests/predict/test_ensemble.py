@@ -254,6 +254,9 @@ def test_ensemble_tool_errors_name_the_member(runs, tmp_path, capsys):
     assert code == 2 and "nope not found" in err[0]
     code, err = run_cli("ensemble", [str(runs["a"]), str(runs["b"]) + "_"], capsys)  # a typo names the nearest run
     assert code == 2 and err[0].endswith(f"runB_ not found (did you mean {runs['b']}?)")
+    code, err = run_cli("ensemble", [str(runs["a"]), "--method", "rerank", "--store", str(tmp_path / "nostore")],
+                        capsys)  # a --store given by hand must be one; only the members' own may be missing
+    assert code == 2 and len(err) == 1 and err[0].endswith("nostore: not a prepared store (no store.json)")
     code, err = run_cli("ensemble", [str(runs["a"]), "--weights", "1,2"], capsys)
     assert code == 2 and "2 weights for 1 members" in err[0]
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from doodle import cli
 from doodle.config import load_resolved
+from doodle.errors import nearest_path
 from doodle.metrics import summarize
 from doodle.predict import ensemble as ens
 from doodle.predict import rerank
@@ -225,6 +226,8 @@ def write_outputs(out: Path, test, report: dict, test_csv: Path | None) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
+    if args.store is not None and not (args.store / "store.json").is_file():
+        raise cli.UserError(f"--store {args.store}: not a prepared store (no store.json){nearest_path(args.store)}")
     out = args.out or Path(f"submissions/ensemble_{args.method}.csv")
     test_csv = args.test if args.test else (DEFAULT_TEST if DEFAULT_TEST.is_file() else None)
     weights = parse_weights(args.weights, len(args.runs))
