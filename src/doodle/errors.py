@@ -12,15 +12,23 @@ from pathlib import Path
 
 
 def nearest_path(path: str | Path, pattern: str = "*") -> str:
-    """' (did you mean <sibling>?)' for a path that does not exist, naming its folder's closest entry that matches
-    `pattern`; '' when none is close (or the folder is missing too). For the end of a 'not found' message."""
-    path = Path(path)
+    """' (did you mean <path>?)' for a path that does not exist: its first missing part is swapped for the
+    closest name beside it (one that matches `pattern` when it is the last part), and the result is named only if
+    it exists; '' when nothing close does. For the end of a 'not found' message."""
+    parts = Path(path).parts
+    missing = next((i for i in range(len(parts)) if not Path(*parts[:i + 1]).exists()), None)
+    if missing is None:
+        return ""
+    head, rest = Path(*parts[:missing + 1]), parts[missing + 1:]
     try:
-        names = sorted(q.name for q in path.parent.glob(pattern)) if path.parent.is_dir() else []
+        names = sorted(q.name for q in head.parent.glob(pattern if not rest else "*") if not rest or q.is_dir())
     except OSError:
         return ""
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
-    return f" (did you mean {path.parent / close[0]}?)" if close else ""
+    for name in difflib.get_close_matches(head.name, names, n=3, cutoff=0.6):
+        guess = head.parent.joinpath(name, *rest)
+        if guess.exists():
+            return f" (did you mean {guess}?)"
+    return ""
 
 
 class DoodleError(Exception):

@@ -29,7 +29,7 @@ import numpy as np
 
 from doodle.drawing.flat import Drawings, take_rows
 from doodle.drawing.strokes import Drawing
-from doodle.errors import UserError
+from doodle.errors import UserError, nearest_path
 
 FORMAT_VERSION = 1
 ARRAYS = {  # name -> (dtype, trailing shape)
@@ -117,6 +117,8 @@ class Store:
         self.root = Path(root)
         manifest = self.root / "store.json"
         if not manifest.is_file():
+            if not self.root.exists() and (hint := nearest_path(self.root)):
+                raise FileNotFoundError(f"{self.root}: not found{hint}")
             raise FileNotFoundError(f"{self.root}: not a prepared store (no store.json); "
                                     "run `python tools/prepare.py --src input/ --out input/store` first")
         meta = json.loads(manifest.read_text())
