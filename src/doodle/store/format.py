@@ -117,7 +117,7 @@ class Store:
         self.root = Path(root)
         manifest = self.root / "store.json"
         if not manifest.is_file():
-            if not self.root.exists() and (hint := nearest_path(self.root)):
+            if hint := nearest_path(self.root):  # '' when the folder exists (it only lacks store.json)
                 raise FileNotFoundError(f"{self.root}: not found{hint}")
             raise FileNotFoundError(f"{self.root}: not a prepared store (no store.json); "
                                     "run `python tools/prepare.py --src input/ --out input/store` first")
